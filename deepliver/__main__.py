@@ -1,0 +1,5 @@
+import sys
+
+from deepliver.cli import main
+
+sys.exit(main())

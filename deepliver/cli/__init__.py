@@ -1,0 +1,48 @@
+"""`deepliver <command>`: one module per command, each with `add_parser` and `run`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from deepliver import __version__
+from deepliver.cli import convert, demo, info, phantom
+from deepliver.errors import DeepLiverError
+
+COMMANDS = (info, convert, phantom, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepliver",
+        description="Liver and liver tumor CT tools (the DeepLiver core, without Slicer).",
+    )
+    parser.add_argument("--version", action="version", version=f"deepliver {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except KeyboardInterrupt:
+        print("deepliver: interrupted", file=sys.stderr)
+        return 130
+    except DeepLiverError as error:
+        if args.debug:
+            raise
+        print(f"deepliver: error: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # noqa: BLE001 - one line for the user, traceback with --debug
+        if args.debug:
+            raise
+        print(
+            f"deepliver: unexpected error: {type(error).__name__}: {error} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 2

@@ -1,0 +1,40 @@
+"""`deepliver convert PATH OUT`: one series as NIfTI or NRRD, with its exact geometry."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deepliver.cli.progress import stages
+from deepliver.io.image_files import WRITE_SUFFIXES, write_image
+from deepliver.io.load import load_volume
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="write one series as NIfTI (.nii.gz) or NRRD (.nrrd)",
+        description="Read one image series (a DICOM folder or file, or a NIfTI/NRRD file) and "
+        f"write it with its exact geometry; the output type follows OUT's suffix "
+        f"({', '.join(WRITE_SUFFIXES)}).",
+    )
+    parser.add_argument("path", type=Path, help="DICOM folder or file, NIfTI or NRRD file")
+    parser.add_argument("out", type=Path, help="output file, e.g. ct.nii.gz or ct.nrrd")
+    parser.add_argument("--series", metavar="UID", help="Series Instance UID to convert")
+    parser.add_argument(
+        "--allow-gaps", action="store_true", help="read a series with missing slices"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with stages(2) as step:
+        step("reading")
+        volume, identity = load_volume(args.path, args.series, args.allow_gaps)
+        step(f"writing {args.out.name}")
+        write_image(volume, args.out)
+    source = f"series {identity.series_uid}" if identity else str(args.path)
+    size = " x ".join(map(str, volume.grid.size_ijk))
+    spacing = " x ".join(f"{v:.4g}" for v in volume.spacing)
+    print(f"Wrote {args.out}: {source}, {size} voxels, {spacing} mm, {volume.array.dtype}")
+    return 0

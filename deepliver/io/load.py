@@ -1,0 +1,25 @@
+"""One entry point for any input a user may point at: a DICOM folder or file, NIfTI, NRRD."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deepliver.errors import DeepLiverError
+from deepliver.io.dicom_read import read_series
+from deepliver.io.image_files import is_image_file, read_image
+from deepliver.io.series_identity import SeriesIdentity
+from deepliver.volume import Volume
+
+
+def load_volume(
+    path: Path, series_uid: str | None = None, allow_gaps: bool = False
+) -> tuple[Volume, SeriesIdentity | None]:
+    """The volume at ``path`` and, for DICOM, the identity of its series."""
+    path = Path(path)
+    if not path.exists():
+        raise DeepLiverError(f"{path}: no such file or folder")
+    if is_image_file(path):
+        if series_uid:
+            raise DeepLiverError(f"{path}: --series applies to DICOM folders, not image files")
+        return read_image(path), None
+    return read_series(path, series_uid=series_uid, allow_gaps=allow_gaps)
