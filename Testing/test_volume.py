@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from deepliver.volume import Box, Grid, GridMismatchError, Volume
+from deepliver.volume import Box, Grid, GridMismatchError, Volume, flip_lps_ras, orientation_name
 
 
 def random_labels(grid: Grid, seed: int = 0) -> Volume:
@@ -43,6 +43,8 @@ def test_ras_matrix_flips_left_and_posterior_only(oblique_grid):
     lps = oblique_grid.index_to_physical(ijk)
     ras = (oblique_grid.ijk_to_ras() @ np.append(ijk, 1.0))[:3]
     np.testing.assert_allclose(ras, lps * [-1, -1, 1], atol=1e-9)
+    np.testing.assert_allclose(flip_lps_ras(lps), ras, atol=1e-9)
+    np.testing.assert_allclose(flip_lps_ras(flip_lps_ras(lps)), lps, atol=0)
     again = Grid.from_ijk_to_ras(oblique_grid.ijk_to_ras(), oblique_grid.shape)
     assert again.same_as(oblique_grid)
     np.testing.assert_allclose(again.direction, oblique_grid.direction, atol=1e-12)
@@ -169,3 +171,13 @@ def test_sitk_image_with_vector_pixels_is_refused():
     image = sitk.Image([4, 4, 4], sitk.sitkVectorFloat32, 3)
     with pytest.raises(ValueError, match="scalar"):
         Volume.from_sitk(image)
+
+
+def test_orientation_names_follow_the_slice_normal(oblique_grid):
+    assert orientation_name(np.eye(3)) == "axial"
+    # i along L, j along S, normal along -P
+    coronal = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=float)
+    assert orientation_name(coronal) == "coronal"
+    sagittal = np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]], dtype=float)
+    assert orientation_name(sagittal) == "sagittal"
+    assert orientation_name(oblique_grid.direction) == "oblique"

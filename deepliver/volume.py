@@ -20,7 +20,8 @@ import SimpleITK as sitk
 
 from deepliver.errors import DeepLiverError
 
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+# LPS and RAS differ by the sign of their first two axes; the flip is its own inverse.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 # Grids closer than this are the same grid (mm for positions, unitless for directions).
 POSITION_TOLERANCE_MM = 1e-3
@@ -73,13 +74,12 @@ class Grid:
 
     def ijk_to_ras(self) -> np.ndarray:
         """4x4 matrix for Slicer (``vtkMRMLVolumeNode.SetIJKToRASMatrix``)."""
-        flip = np.diag([-1.0, -1.0, 1.0, 1.0])
-        return flip @ self.ijk_to_lps()
+        return LPS_TO_RAS @ self.ijk_to_lps()
 
     @classmethod
     def from_ijk_to_ras(cls, matrix: np.ndarray, shape: tuple[int, int, int]) -> Grid:
         """The grid of a Slicer volume node, from its IJKToRAS matrix and its array shape."""
-        lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(matrix, dtype=np.float64)
+        lps = LPS_TO_RAS @ np.asarray(matrix, dtype=np.float64)
         axes = lps[:3, :3]
         spacing = np.linalg.norm(axes, axis=0)
         return cls(shape, lps[:3, 3], spacing, axes / spacing)
@@ -303,6 +303,11 @@ class Volume:
             source, reference, sitk.Transform(), interpolator, fill, source.GetPixelID()
         )
         return Volume(sitk.GetArrayFromImage(resampled), grid)
+
+
+def flip_lps_ras(points) -> np.ndarray:
+    """LPS points (mm) as RAS, or RAS as LPS: for Slicer markups; works on (..., 3) arrays."""
+    return np.asarray(points, dtype=np.float64) * LPS_TO_RAS.diagonal()[:3]
 
 
 def orientation_name(direction: np.ndarray, tolerance_degrees: float = 1.0) -> str:
