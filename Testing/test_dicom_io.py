@@ -17,7 +17,9 @@ from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian, generate_ui
 
 from deepliver.errors import DeepLiverError
 from deepliver.io.dicom_read import read_series
-from deepliver.io.dicom_scan import (
+from deepliver.io.dicom_scan import scan
+from deepliver.io.dicom_write import write_ct_series
+from deepliver.io.problems import (
     DUPLICATE_SLICES,
     MISSING_SLICES,
     NON_IMAGE,
@@ -26,16 +28,9 @@ from deepliver.io.dicom_scan import (
     TRUNCATED,
     UNEVEN_SPACING,
     UNREADABLE,
-    scan,
 )
-from deepliver.io.dicom_write import write_ct_series
 from deepliver.io.series_identity import SeriesIdentity
 from deepliver.volume import Volume
-
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
-needs_real = pytest.mark.skipif(
-    not REAL.is_dir(), reason=f"real DICOM test data not present at {REAL}"
-)
 
 
 def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
@@ -258,9 +253,8 @@ def test_identity_round_trips_through_json(tmp_path):
 # --- real scanner files ---------------------------------------------------------------------
 
 
-@needs_real
-def test_siemens_jpeg2000_matches_simpleitk():
-    folder = REAL / "siemens_ct_jpeg2000"
+def test_siemens_jpeg2000_matches_simpleitk(real_data):
+    folder = real_data / "siemens_ct_jpeg2000"
     read, identity = read_series(folder)
     reference = sitk_read(folder)
 
@@ -271,9 +265,8 @@ def test_siemens_jpeg2000_matches_simpleitk():
     assert len(identity.sop_uids) == 20 and identity.modality == "CT"
 
 
-@needs_real
-def test_ge_three_slices_keep_padding_value():
-    folder = REAL / "ge_ct_3slice"
+def test_ge_three_slices_keep_padding_value(real_data):
+    folder = real_data / "ge_ct_3slice"
     read, _ = read_series(folder)
     reference = sitk_read(folder)
 
@@ -284,11 +277,10 @@ def test_ge_three_slices_keep_padding_value():
     assert_same_geometry(read, reference)
 
 
-@needs_real
-def test_seg_among_images_is_skipped_as_non_image(tmp_path):
-    for path in (REAL / "ge_ct_3slice").iterdir():
+def test_seg_among_images_is_skipped_as_non_image(tmp_path, real_data):
+    for path in (real_data / "ge_ct_3slice").iterdir():
         os.symlink(path, tmp_path / path.name)
-    os.symlink(REAL / "ge_ct_3slice_labels" / "liver_seg.dcm", tmp_path / "liver_seg.dcm")
+    os.symlink(real_data / "ge_ct_3slice_labels" / "liver_seg.dcm", tmp_path / "liver_seg.dcm")
 
     report = scan(tmp_path)
     read, _ = read_series(tmp_path)
@@ -501,3 +493,17 @@ def test_nonsense_orientation_is_reported_not_crashed(tmp_path):
     assert "IM00003.dcm" in bad.message
     assert MISSING_SLICES in kinds(report.series[0].problems)
     assert read.shape == (5, 8, 8)
+
+
+def test_impossible_header_value_stops_one_file_not_the_scan(tmp_path):
+    write_ct_series(phantom(shape=(4, 8, 8)), tmp_path)
+    path = tmp_path / "IM00004.dcm"
+    rewrite(path, lambda ds: setattr(ds, "NumberOfFrames", 1000))
+    element = b"\x28\x00\x08\x00IS\x04\x00"  # (0028,0008) IS, 4 bytes, explicit VR LE
+    path.write_bytes(path.read_bytes().replace(element + b"1000", element + b"NaN "))
+
+    report = scan(tmp_path)
+
+    (bad,) = [p for p in report.problems if p.kind == UNREADABLE]
+    assert "IM00004.dcm" in bad.message and "malformed DICOM header" in bad.message
+    assert report.series[0].n_files == 3

@@ -83,6 +83,20 @@ def test_liver_lies_on_the_patients_right_under_the_lungs():
     assert bone[:, 1].mean() > body[1]  # spine and most rib bone lie posterior
 
 
+def test_liver_volume_is_adult_for_every_build():
+    """Flat or broad patients alike get a 1,200-1,800 mL liver (ct-facts.md), give or take."""
+    for seed in range(6):
+        spec = PhantomSpec(seed=seed, size=(128, 128, 64), spacing=(3.5, 3.5, 5.0))
+        phantom = make_phantom(spec)
+        labels = phantom.labels.array
+        assert not labels[[0, -1]].any()  # the grid holds the whole liver
+        volume_ml = np.count_nonzero(labels) * np.prod(phantom.labels.spacing) / 1000
+        assert 1100 <= volume_ml <= 1900, (seed, volume_ml)
+        liver = physical(phantom.labels, labels > 0).mean(axis=0)
+        body = physical(phantom.ct, body_mask(phantom)).mean(axis=0)
+        assert liver[0] < body[0] - 20, seed  # still in the right upper quadrant
+
+
 def test_hu_per_tissue_matches_the_phase_table(portal):
     ct, tissue = portal.ct.array, portal.tissue.array
     liver = np.median(ct[portal.labels.array == 1])

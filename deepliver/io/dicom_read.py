@@ -26,15 +26,9 @@ import numpy as np
 import pydicom
 
 from deepliver.errors import DeepLiverError
-from deepliver.io.dicom_scan import (
-    BLOCKING_KINDS,
-    DUPLICATE_TOLERANCE_MM,
-    MISSING_SLICES,
-    ScanReport,
-    SeriesInfo,
-    SliceHeader,
-    scan,
-)
+from deepliver.io.dicom_header import SliceHeader
+from deepliver.io.dicom_scan import DUPLICATE_TOLERANCE_MM, ScanReport, SeriesInfo, scan
+from deepliver.io.problems import BLOCKING_KINDS, MISSING_SLICES
 from deepliver.io.series_identity import SeriesIdentity
 from deepliver.volume import Grid, Volume
 

@@ -11,6 +11,7 @@ from deepliver.phantom.body import Body, Table, Torso
 from deepliver.phantom.liver import Liver
 from deepliver.phantom.parts import Layered
 from deepliver.phantom.render import Part
+from deepliver.phantom.sizing import TARGET_ML, fit_liver_scale
 from deepliver.phantom.spine import Psoas, Spine
 from deepliver.phantom.tissues import Tissue
 
@@ -23,9 +24,30 @@ class Anatomy:
 
 
 def random_anatomy(rng: np.random.Generator) -> Anatomy:
+    """Draw a patient, then resize its liver to an adult volume drawn for it.
+
+    Every rebuild replays the same draws, so only the liver's size (and what hangs off it:
+    hilum, gallbladder, bowel height) changes.
+    """
+    start = rng.bit_generator.state
+    body = _draw(rng, 1.0)[0]
+    target_ml = rng.uniform(*TARGET_ML)
+    after = rng.bit_generator.state
+
+    def build(scale: float) -> tuple[list[Part], Liver]:
+        rng.bit_generator.state = start
+        _, liver, parts = _draw(rng, scale)
+        return parts, liver
+
+    _, parts, liver = fit_liver_scale(build, target_ml)
+    rng.bit_generator.state = after
+    return Anatomy(body, liver, parts)
+
+
+def _draw(rng: np.random.Generator, liver_scale: float) -> tuple[Body, Liver, list[Part]]:
     body = Body.random(rng)
     spine = Spine.random(rng, body)
-    liver = Liver.random(rng, body)
+    liver = Liver.random(rng, body).scaled(liver_scale)
     width = 2 * body.cavity_half_width
     ivc = vessels.vena_cava(rng, spine)
     hilum = np.array([-0.12 * width, ivc.y - rng.uniform(15, 30), -0.55 * liver.height])
@@ -48,4 +70,4 @@ def random_anatomy(rng: np.random.Generator) -> Anatomy:
         ivc,
         organs.gallbladder(rng, body, liver.height),
     ]
-    return Anatomy(body, liver, parts)
+    return body, liver, parts

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -71,6 +71,31 @@ class Liver:
             radii=np.array([0.45 * A, 0.45 * back, 0.38 * height]),
         )
         return cls(body, right, left, bridge, hollow, wobble, height)
+
+    def scaled(self, factor: float) -> Liver:
+        """The same liver grown or shrunk about the top of the right dome, so it stays under the
+        diaphragm in the right upper quadrant while its volume is tuned (sizing.py).
+
+        Height changes as the square root of ``factor``: a liver that must grow in a flat
+        patient fills more of the cavity's cross-section instead of reaching into the pelvis.
+        """
+        anchor = np.array([self.body.right_dome_x, 0.0, 0.0])
+        stretch = np.array([factor, factor, np.sqrt(factor)])
+
+        def grow(e: Ellipsoid) -> Ellipsoid:
+            axes = np.eye(3) if e.axes is None else e.axes
+            # Scale in the patient frame, then read the radii back along the shape's own axes.
+            radii = np.linalg.norm(stretch[:, None] * axes * e.radii, axis=0)
+            return replace(e, center=anchor + stretch * (e.center - anchor), radii=radii)
+
+        return replace(
+            self,
+            right=grow(self.right),
+            left=grow(self.left),
+            bridge=grow(self.bridge),
+            hollow=grow(self.hollow),
+            height=float(np.sqrt(factor)) * self.height,
+        )
 
     def bounds(self, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         margin += float(np.sum(self.wobble.amplitudes))

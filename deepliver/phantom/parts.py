@@ -7,6 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
+from deepliver.phantom.refine import refined_sdf
 from deepliver.phantom.render import Canvas
 from deepliver.phantom.shapes import Points
 from deepliver.phantom.tissues import Tissue
@@ -35,7 +36,7 @@ class Layered:
         return self.shape.bounds()
 
     def paint(self, p: Points, canvas: Canvas) -> None:
-        distance = self.shape.sdf(p)
+        distance = refined_sdf(self.shape, p, [-depth for depth, _ in self.layers])
         where = None if self.over is None else canvas.is_tissue(*self.over)
         for depth, tissue in self.layers:
             canvas.put(distance < -np.float32(depth), tissue, self.label, where=where)

@@ -82,26 +82,40 @@ def index_box(grid: Grid, world_bounds) -> Box | None:
 
 def _slabs(box: Box) -> Iterable[Box]:
     nz, ny, nx = box.shape
-    step = max(1, SLAB_VOXELS // max(1, ny * nx))
+    step = max(8, SLAB_VOXELS // max(1, ny * nx) // 8 * 8)  # whole blocks for refine.py
     for z0 in range(box.start[0], box.stop[0], step):
         yield Box((z0, box.start[1], box.start[2]), (min(z0 + step, box.stop[0]), *box.stop[1:]))
 
 
+@dataclass(frozen=True)
+class Region:
+    """A voxel box of a grid, with the anatomy frame's LPS offset: where Points came from."""
+
+    grid: Grid
+    offset: np.ndarray
+    box: Box
+
+
 def block_points(grid: Grid, offset: np.ndarray, box: Box) -> Points:
     """Anatomy-frame coordinates of a voxel box; each axis spans only the dims it needs."""
+    k, j, i = (np.arange(a, b, dtype=np.float64) for a, b in zip(box.start, box.stop, strict=True))
+    x, y, z = index_points(grid, offset, k[:, None, None], j[None, :, None], i[None, None, :])
+    return Points(x, y, z, Region(grid, offset, box))
+
+
+def index_points(grid: Grid, offset: np.ndarray, k, j, i) -> tuple[np.ndarray, ...]:
+    """Anatomy-frame (x, y, z) float32 of broadcastable voxel indices; zero terms are skipped
+    so an axial grid keeps each coordinate on the axes it varies along."""
     matrix = grid.direction * grid.spacing
     origin = grid.origin - offset
-    k = np.arange(box.start[0], box.stop[0], dtype=np.float64)[:, None, None]
-    j = np.arange(box.start[1], box.stop[1], dtype=np.float64)[None, :, None]
-    i = np.arange(box.start[2], box.stop[2], dtype=np.float64)[None, None, :]
     coordinates = []
     for row in range(3):
-        total = np.full((1, 1, 1), origin[row])
+        total = np.full((1,) * np.ndim(k), origin[row])
         for coefficient, index in zip(matrix[row], (i, j, k), strict=True):
             if abs(coefficient) > 1e-9:
                 total = total + coefficient * index
         coordinates.append(total.astype(np.float32))
-    return Points(*coordinates)
+    return tuple(coordinates)
 
 
 def to_hu(

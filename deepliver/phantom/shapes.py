@@ -19,6 +19,7 @@ class Points:
     x: np.ndarray
     y: np.ndarray
     z: np.ndarray
+    region: object | None = None  # render.Region they fill, if any: enables refine.py
 
 
 @dataclass(frozen=True)
