@@ -305,7 +305,9 @@ def test_path_that_does_not_exist(tmp_path):
 def test_empty_folder(tmp_path):
     report = scan(tmp_path)
     assert report.series == [] and report.problems == []
-    with pytest.raises(DeepLiverError, match=f"{tmp_path}: no readable image series"):
+    with pytest.raises(
+        DeepLiverError, match=f"{tmp_path}: no readable image series found \\(no files in it\\)"
+    ):
         read_series(tmp_path)
 
 

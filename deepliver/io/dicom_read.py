@@ -205,10 +205,8 @@ def choose_series(report: ScanReport, path: Path | str, series_uid: str | None) 
     """The stack named by ``series_uid`` (a key from the scan), or the only one there is."""
     listing = "; ".join(s.describe() for s in report.series)
     if not report.series:
-        reasons = "; ".join(p.message for p in report.problems[:3])
-        raise DeepLiverError(
-            f"{path}: no readable image series found" + (f" ({reasons})" if reasons else "")
-        )
+        reasons = "; ".join(p.message for p in report.problems[:3]) or "no files in it"
+        raise DeepLiverError(f"{path}: no readable image series found ({reasons})")
     if series_uid is None:
         if len(report.series) > 1:
             raise DeepLiverError(
