@@ -8,6 +8,7 @@ import sys
 from deepliver import __version__
 from deepliver.cli import convert, demo, info, phantom
 from deepliver.errors import DeepLiverError
+from deepliver.progress import MODES, open_reporter
 
 COMMANDS = (info, convert, phantom, demo)
 
@@ -22,27 +23,36 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(subparsers)
+    for command_parser in subparsers.choices.values():
+        command_parser.add_argument(
+            "--progress",
+            choices=MODES,
+            default="bar",
+            help="bar: a progress bar on a terminal (default); jsonl: JSON lines on stdout "
+            "for a program (progress, log, result, error); none: the text only",
+        )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.run(args) or 0
-    except KeyboardInterrupt:
-        print("deepliver: interrupted", file=sys.stderr)
-        return 130
-    except DeepLiverError as error:
-        if args.debug:
-            raise
-        print(f"deepliver: error: {error}", file=sys.stderr)
-        return 1
-    except Exception as error:  # noqa: BLE001 - one line for the user, traceback with --debug
-        if args.debug:
-            raise
-        print(
-            f"deepliver: unexpected error: {type(error).__name__}: {error} "
-            "(run with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return 2
+    with open_reporter(args.progress) as reporter:
+        try:
+            return args.run(args, reporter) or 0
+        except KeyboardInterrupt:
+            reporter.error("interrupted")
+            print("deepliver: interrupted", file=sys.stderr)
+            return 130
+        except DeepLiverError as error:
+            reporter.error(str(error))
+            if args.debug:
+                raise
+            print(f"deepliver: error: {error}", file=sys.stderr)
+            return 1
+        except Exception as error:  # noqa: BLE001 - one line for the user, traceback with --debug
+            message = f"unexpected error: {type(error).__name__}: {error}"
+            reporter.error(message)
+            if args.debug:
+                raise
+            print(f"deepliver: {message} (run with --debug for the traceback)", file=sys.stderr)
+            return 2

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deepliver.cli.progress import stages
 from deepliver.io.image_files import WRITE_SUFFIXES, write_image
 from deepliver.io.load import load_volume
+from deepliver.progress import Reporter, within
 
 
 def add_parser(subparsers) -> None:
@@ -27,14 +27,15 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    with stages(2) as step:
-        step("reading")
-        volume, identity = load_volume(args.path, args.series, args.allow_gaps)
-        step(f"writing {args.out.name}")
-        write_image(volume, args.out)
+def run(args: argparse.Namespace, reporter: Reporter) -> int:
+    reporter.stage("reading", 0.0)
+    progress = within(reporter.stage, 0.0, 0.7)
+    volume, identity = load_volume(args.path, args.series, args.allow_gaps, progress)
+    reporter.stage(f"writing {args.out.name}", 0.7)
+    write_image(volume, args.out)
     source = f"series {identity.series_uid}" if identity else str(args.path)
     size = " x ".join(map(str, volume.grid.size_ijk))
     spacing = " x ".join(f"{v:.4g}" for v in volume.spacing)
-    print(f"Wrote {args.out}: {source}, {size} voxels, {spacing} mm, {volume.array.dtype}")
+    reporter.log(f"Wrote {args.out}: {source}, {size} voxels, {spacing} mm, {volume.array.dtype}")
+    reporter.result(image=args.out, series_uid=identity.series_uid if identity else None)
     return 0

@@ -10,6 +10,7 @@ import numpy as np
 
 from deepliver.io.dicom_scan import ScanReport, SeriesInfo, scan
 from deepliver.io.image_files import is_image_file, read_image
+from deepliver.progress import Reporter
 from deepliver.volume import Volume, orientation_name
 
 
@@ -26,17 +27,18 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, reporter: Reporter) -> int:
+    reporter.stage(f"reading {args.path.name}")
     if is_image_file(args.path):
         volume = read_image(args.path)
-        print(
-            json.dumps(image_record(args.path, volume), indent=2)
-            if args.json
-            else format_image(args.path, volume)
-        )
-        return 0
-    report = scan(args.path)
-    print(json.dumps(report_record(report), indent=2) if args.json else format_report(report))
+        record = image_record(args.path, volume)
+        text = format_image(args.path, volume)
+    else:
+        report = scan(args.path)
+        record = report_record(report)
+        text = format_report(report)
+    reporter.log(json.dumps(record, indent=2) if args.json else text)
+    reporter.result(**record)
     return 0
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deepliver.cli.progress import stages
 from deepliver.phantom import PhantomSpec, make_phantom
 from deepliver.phantom.files import write_phantom
+from deepliver.progress import Reporter, within
 
 
 def add_parser(subparsers) -> None:
@@ -77,20 +77,25 @@ def spec_from_args(args: argparse.Namespace) -> PhantomSpec:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    with stages(2) as step:
-        step("making the phantom")
-        phantom = make_phantom(spec_from_args(args))
-        step("writing DICOM and NIfTI")
-        files = write_phantom(phantom, args.out)
+def run(args: argparse.Namespace, reporter: Reporter) -> int:
+    reporter.stage("making the phantom", 0.0)
+    phantom = make_phantom(spec_from_args(args))
+    files = write_phantom(phantom, args.out, progress=within(reporter.stage, 0.5, 1.0))
     size = " x ".join(map(str, phantom.ct.grid.size_ijk))
     spacing = " x ".join(f"{v:.3g}" for v in phantom.ct.spacing)
-    print(
+    reporter.log(
         f"Phantom seed {args.seed}: {size} voxels, {spacing} mm, {phantom.phase} phase, "
-        f"{len(phantom.tumors)} tumors"
+        f"{len(phantom.tumors)} tumors\n"
+        f"  DICOM series  {files.dicom}  (Series UID {files.identity.series_uid})\n"
+        f"  CT            {files.ct}\n"
+        f"  labels        {files.labels}\n"
+        f"  record        {files.record}"
     )
-    print(f"  DICOM series  {files.dicom}  (Series UID {files.identity.series_uid})")
-    print(f"  CT            {files.ct}")
-    print(f"  labels        {files.labels}")
-    print(f"  record        {files.record}")
+    reporter.result(
+        dicom=files.dicom,
+        ct=files.ct,
+        labels=files.labels,
+        record=files.record,
+        series_uid=files.identity.series_uid,
+    )
     return 0

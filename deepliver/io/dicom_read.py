@@ -30,6 +30,7 @@ from deepliver.io.dicom_header import SliceHeader
 from deepliver.io.dicom_scan import DUPLICATE_TOLERANCE_MM, ScanReport, SeriesInfo, scan
 from deepliver.io.problems import BLOCKING_KINDS, MISSING_SLICES
 from deepliver.io.series_identity import SeriesIdentity
+from deepliver.progress import Progress
 from deepliver.volume import Grid, Volume
 
 logger = logging.getLogger(__name__)
@@ -141,11 +142,15 @@ def _split_duplicates(info: SeriesInfo) -> tuple[list[SliceHeader], list[tuple[i
     return kept, extra
 
 
-def _fill(kept, indices, shape, dtype, loader) -> np.ndarray:
+def _fill(kept, indices, shape, dtype, loader, progress: Progress | None) -> np.ndarray:
     """The output volume, allocated once; gap slices get the lowest HU of the series."""
     out = np.empty(shape, dtype=dtype)
+    ranges = []
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        ranges = list(pool.map(loader, kept, [out[k] for k in indices]))
+        for value_range in pool.map(loader, kept, [out[k] for k in indices]):
+            ranges.append(value_range)
+            if progress:
+                progress("reading DICOM", len(ranges) / len(kept))
     present = np.zeros(shape[0], dtype=bool)
     present[indices] = True
     out[~present] = min(low for low, _ in ranges)
@@ -164,8 +169,10 @@ def _check_duplicates(out: np.ndarray, indices, extra, loader) -> None:
         logger.warning("%s: identical duplicate slice ignored", header.path)
 
 
-def read_stack(info: SeriesInfo, allow_gaps: bool = False) -> tuple[Volume, SeriesIdentity]:
-    """Voxels (HU) and identity of one stack found by :func:`scan`."""
+def read_stack(
+    info: SeriesInfo, allow_gaps: bool = False, progress: Progress | None = None
+) -> tuple[Volume, SeriesIdentity]:
+    """Voxels (HU) and identity of one stack found by :func:`scan`; ``progress`` per slice."""
     blocking = [p for p in info.problems if p.kind in BLOCKING_KINDS]
     if blocking:
         raise DeepLiverError(f"cannot read {info.describe()} as a volume: {blocking[0].message}")
@@ -180,12 +187,13 @@ def read_stack(info: SeriesInfo, allow_gaps: bool = False) -> tuple[Volume, Seri
     shape = (indices[-1] + 1, info.size[1], info.size[0])
     loader = _load_int16 if all(_fits_int16(h) for h in info.slices) else _load_float32
     try:
-        out = _fill(kept, indices, shape, np.int16 if loader is _load_int16 else np.float32, loader)
+        dtype = np.int16 if loader is _load_int16 else np.float32
+        out = _fill(kept, indices, shape, dtype, loader, progress)
     except _NeedsFloat:
         out = None  # leave the except block first so the int16 attempt is freed
     if out is None:
         loader = _load_float32
-        out = _fill(kept, indices, shape, np.float32, loader)
+        out = _fill(kept, indices, shape, np.float32, loader, progress)
     _check_duplicates(out, indices, extra, loader)
 
     grid = Grid(shape, info.origin, info.spacing, np.reshape(info.direction, (3, 3)))
@@ -220,7 +228,10 @@ def choose_series(report: ScanReport, path: Path | str, series_uid: str | None) 
 
 
 def read_series(
-    path: Path | str, series_uid: str | None = None, allow_gaps: bool = False
+    path: Path | str,
+    series_uid: str | None = None,
+    allow_gaps: bool = False,
+    progress: Progress | None = None,
 ) -> tuple[Volume, SeriesIdentity]:
     """Read the image series under ``path`` (a folder or one file) as HU on its LPS grid.
 
@@ -228,4 +239,4 @@ def read_series(
     the Series Instance UID, or ``UID#2``, ``UID#3`` for extra stacks split off one UID.
     """
     report = scan(path)
-    return read_stack(choose_series(report, path, series_uid), allow_gaps=allow_gaps)
+    return read_stack(choose_series(report, path, series_uid), allow_gaps, progress)

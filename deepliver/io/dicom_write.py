@@ -19,6 +19,7 @@ from pydicom.valuerep import format_number_as_ds
 
 from deepliver.errors import DeepLiverError
 from deepliver.io.series_identity import SeriesIdentity
+from deepliver.progress import Progress
 from deepliver.volume import Grid, Volume
 
 UNSIGNED_INTERCEPT = -1024
@@ -82,12 +83,14 @@ def write_ct_series(
     series_uid: str | None = None,
     description: str = "",
     uid_entropy: str | None = None,
+    progress: Progress | None = None,
 ) -> SeriesIdentity:
     """Write ``volume`` to ``folder`` as IM00001.dcm, IM00002.dcm, ... (slice k -> file k+1).
 
     Returns the :class:`SeriesIdentity` that :func:`deepliver.io.dicom_read.read_series` will
     report for these files (same SOP UID order and fingerprint). With ``uid_entropy`` every UID
-    is derived from it, so the same phantom seed always gives the same UIDs.
+    is derived from it, so the same phantom seed always gives the same UIDs. ``progress`` is
+    told as each slice starts.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -106,6 +109,8 @@ def write_ct_series(
 
     sop_uids = []
     for k in range(n_slices):
+        if progress:
+            progress("writing DICOM", k / n_slices)
         sop_uid = _uid(uid_entropy, "sop", series_uid, str(k)) if uid_entropy else generate_uid()
         sop_uids.append(sop_uid)
         position = grid.origin + k * spacing_z * normal

@@ -8,11 +8,15 @@ from deepliver.errors import DeepLiverError
 from deepliver.io.dicom_read import read_series
 from deepliver.io.image_files import is_image_file, read_image
 from deepliver.io.series_identity import SeriesIdentity
+from deepliver.progress import Progress
 from deepliver.volume import Volume
 
 
 def load_volume(
-    path: Path, series_uid: str | None = None, allow_gaps: bool = False
+    path: Path,
+    series_uid: str | None = None,
+    allow_gaps: bool = False,
+    progress: Progress | None = None,
 ) -> tuple[Volume, SeriesIdentity | None]:
     """The volume at ``path`` and, for DICOM, the identity of its series."""
     path = Path(path)
@@ -22,4 +26,4 @@ def load_volume(
         if series_uid:
             raise DeepLiverError(f"{path}: --series applies to DICOM folders, not image files")
         return read_image(path), None
-    return read_series(path, series_uid=series_uid, allow_gaps=allow_gaps)
+    return read_series(path, series_uid, allow_gaps, progress)

@@ -11,6 +11,7 @@ import numpy as np
 from deepliver.io.dicom_write import write_ct_series
 from deepliver.io.image_files import write_image
 from deepliver.io.series_identity import SeriesIdentity
+from deepliver.progress import Progress, within
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class PhantomFiles:
     identity: SeriesIdentity
 
 
-def write_phantom(phantom, out: Path) -> PhantomFiles:
+def write_phantom(phantom, out: Path, progress: Progress | None = None) -> PhantomFiles:
     """Write ``phantom`` (from :func:`make_phantom`) under ``out``; UIDs follow its seed."""
     out = Path(out)
     spec = phantom.spec
@@ -32,8 +33,13 @@ def write_phantom(phantom, out: Path) -> PhantomFiles:
         patient_id=f"PHANTOM-{spec.seed}",
         description=f"DeepLiver phantom seed {spec.seed} ({phantom.phase})",
         uid_entropy=f"deepliver-phantom-{spec.seed}-{_spec_text(spec)}",
+        progress=within(progress, 0.0, 0.5),
     )
+    if progress:
+        progress("writing NIfTI", 0.5)
     ct = write_image(phantom.ct, out / "ct.nii.gz")
+    if progress:
+        progress("writing NIfTI", 0.8)
     labels = write_image(phantom.labels, out / "labels.nii.gz")
     record = out / "phantom.json"
     record.write_text(json.dumps(_record(phantom, identity), indent=2) + "\n")
