@@ -278,7 +278,14 @@ def test_plan_on_a_fresh_slicer():
     requirements = dependencies.read_requirements()
     plan = dependencies.plan_install(requirements, SLICER_5_12, need_torch=True)
     assert plan.torch == {"torch": ">=2.1", "torchvision": ">=0.16"}
-    assert sorted(plan.pip) == ["pylibjpeg-openjpeg>=2.3", "pylibjpeg>=2.0", "tqdm>=4.66"]
+    assert sorted(plan.pip) == [
+        "highdicom>=0.28",
+        "jsonschema>=4.20",
+        "pylibjpeg-openjpeg>=2.3",
+        "pylibjpeg>=2.0",
+        "slicerio>=1.4",
+        "tqdm>=4.66",
+    ]
     assert not plan.slicer_owned
     assert "PyTorch" in plan.describe() and plan.installs
     # Slicer's own packages are never installed; one that does not fit is reported.
