@@ -1,8 +1,12 @@
-"""DeepLiverReview: annotate a CT series: its DICOM identity, coded liver and tumor segments."""
+"""DeepLiverReview: annotate CT series after series: worklist from the DICOM database, Segment
+Editor, revisions saved to the annotation store."""
 
 import os
 import sys
+import tempfile
+from pathlib import Path
 
+import qt
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
@@ -23,13 +27,13 @@ try:
 except ImportError:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from deepliver.annotation.structures import STRUCTURES
-from DeepLiverSlicer import (
-    dicom_identity,
-    environment_problem,
-    segmentations,
-)
-from DeepLiverSlicer.module_widget import ParameterNodeWidgetMixin, select_first_volume
+from deepliver.annotation import worklist as wl
+from DeepLiverSlicer import environment_problem, segmentations
+from DeepLiverSlicer import review as glue
+from DeepLiverSlicer.module_widget import ParameterNodeWidgetMixin
+from DeepLiverSlicer.review_session import ReviewSession
+
+SETTINGS = {"store": "DeepLiver/StoreFolder", "reader": "DeepLiver/Reader"}
 
 
 class DeepLiverReview(ScriptedLoadableModule):
@@ -37,22 +41,25 @@ class DeepLiverReview(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("DeepLiver Review")
         self.parent.categories = ["DeepLiver"]
-        self.parent.dependencies = ["Segmentations", "Terminologies", "SubjectHierarchy"]
+        self.parent.dependencies = ["Segmentations", "Terminologies", "SubjectHierarchy", "DICOM"]
         self.parent.contributors = ["DeepLiver developers"]
         self.parent.helpText = _(
-            "Annotate CT series: liver and liver tumor segments with standard codes (SNOMED CT), "
-            "tied to the series' DICOM identity. See the "
+            "Annotate CT series one after the other: pick a series from the worklist (Slicer's "
+            "DICOM database with each series' status), outline the liver and each tumor with the "
+            "Segment Editor, save a draft or complete it, go to the next series. Every save is a "
+            "new revision in the annotation store. Shortcuts: {keys}. See the "
             '<a href="https://github.com/deepliver/SlicerDeepLiver">DeepLiver documentation</a>.'
-        )
+        ).format(keys=glue.shortcut_help())
         self.parent.acknowledgementText = _(
             "DeepLiver builds on 3D Slicer, SimpleITK, pydicom, PyTorch and MONAI. "
-            "Its module layout follows Slicer's scripted module template."
+            "Its review workflow follows mpReview (SlicerProstate)."
         )
 
 
 @parameterNodeWrapper
 class DeepLiverReviewParameterNode:
-    inputVolume: vtkMRMLScalarVolumeNode
+    reader: str
+    volume: vtkMRMLScalarVolumeNode
     segmentation: vtkMRMLSegmentationNode
 
 
@@ -64,62 +71,229 @@ class DeepLiverReviewWidget(
         VTKObservationMixin.__init__(self)
         self.logic = None
         self._problem = None
+        self._shown = []  # worklist entries in table order
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
         self.ui = self.loadModuleUI("DeepLiverReview")
         self.logic = DeepLiverReviewLogic()
         self._problem = environment_problem()
-
-        for structure in STRUCTURES:
-            self.ui.structureList.addItem(self.logic.structureText(structure))
-
-        self.ui.createSegmentationButton.connect("clicked(bool)", self.onCreateSegmentation)
+        self.editor = glue.new_editor()
+        self.ui.editorCollapsibleButton.layout().addWidget(self.editor)
+        table = self.ui.worklistTable
+        table.setColumnCount(len(wl.COLUMNS))
+        table.setHorizontalHeaderLabels(list(wl.COLUMNS))
+        table.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
+        table.setSelectionMode(qt.QAbstractItemView.SingleSelection)
+        table.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
+        self.ui.storeFolderSelector.currentPath = qt.QSettings().value(SETTINGS["store"], "")
+        self.ui.shortcutsLabel.text = glue.shortcut_help()
+        connections = [
+            (self.ui.storeFolderSelector, "currentPathChanged(QString)", self.onStoreChanged),
+            (self.ui.refreshButton, "clicked(bool)", self.onRefresh),
+            (self.ui.ctOnlyCheckBox, "toggled(bool)", self._fillTable),
+            (self.ui.notDoneCheckBox, "toggled(bool)", self._fillTable),
+            (self.ui.searchLineEdit, "textChanged(QString)", self._fillTable),
+            (self.ui.worklistTable, "cellDoubleClicked(int,int)", self.onLoad),
+            (self.ui.loadButton, "clicked(bool)", self.onLoad),
+            (self.ui.nextButton, "clicked(bool)", self.onNext),
+            (self.ui.addTumorButton, "clicked(bool)", self.onAddTumor),
+            (self.ui.deleteSegmentButton, "clicked(bool)", self.onDelete),
+            (self.ui.boxButton, "clicked(bool)", self.onBox),
+            (self.ui.jumpButton, "clicked(bool)", self.onJump),
+            (self.ui.outlineCheckBox, "toggled(bool)", self.onOutlines),
+            (self.ui.fillCheckBox, "toggled(bool)", self.onOutlines),
+            (self.ui.saveDraftButton, "clicked(bool)", lambda: self.onSave(wl.DRAFT)),
+            (self.ui.completeButton, "clicked(bool)", lambda: self.onSave(wl.COMPLETE)),
+            (self.ui.saveNextButton, "clicked(bool)", self.onSaveAndNext),
+        ]
+        for widget, signal, slot in connections:
+            widget.connect(signal, slot)
+        actions = {
+            "save draft": lambda: self.onSave(wl.DRAFT),
+            "complete": lambda: self.onSave(wl.COMPLETE),
+            "save and next": self.onSaveAndNext,
+        }
+        self._shortcuts = glue.install_shortcuts(self.parent, actions)
         self.initializeParameterNode()
         if self._problem:
             self.ui.statusLabel.text = self._problem
+        else:
+            self.onStoreChanged(self.ui.storeFolderSelector.currentPath)
+
+    def enter(self) -> None:
+        ParameterNodeWidgetMixin.enter(self)
+        glue.editor_enter(self.editor)
+
+    def exit(self) -> None:
+        glue.editor_exit(self.editor)
+        ParameterNodeWidgetMixin.exit(self)
 
     def cleanup(self) -> None:
         self.removeObservers()
 
+    def onSceneStartClose(self, caller, event) -> None:
+        ParameterNodeWidgetMixin.onSceneStartClose(self, caller, event)
+        self.editor.setSegmentationNode(None)
+        self.logic.identity = self.logic.volume_node = self.logic.segmentation_node = None
+
     def setDefaultParameters(self, parameterNode) -> None:
-        select_first_volume(parameterNode)
+        if not parameterNode.reader:
+            parameterNode.reader = str(qt.QSettings().value(SETTINGS["reader"], ""))
 
     def _update(self, caller=None, event=None) -> None:
-        volume = self._parameterNode.inputVolume if self._parameterNode else None
-        self.ui.identityLineEdit.text = self.logic.identityText(volume) if volume else ""
-        self.ui.createSegmentationButton.enabled = volume is not None and not self._problem
-
-    def onCreateSegmentation(self) -> None:
-        with slicer.util.tryWithErrorDisplay(
-            _("Could not create the segmentation."), waitCursor=True
+        node = self._parameterNode
+        if node and node.reader:
+            qt.QSettings().setValue(SETTINGS["reader"], node.reader)
+        loaded = bool(node and node.segmentation and self.logic.identity) and not self._problem
+        for button in (
+            self.ui.addTumorButton,
+            self.ui.deleteSegmentButton,
+            self.ui.boxButton,
+            self.ui.jumpButton,
+            self.ui.saveDraftButton,
+            self.ui.completeButton,
+            self.ui.saveNextButton,
         ):
-            node = self.logic.createSegmentation(self._parameterNode.inputVolume)
-            self._parameterNode.segmentation = node
-            self.ui.statusLabel.text = _("Created {name}.").format(name=node.GetName())
+            button.enabled = loaded
+        self.ui.loadButton.enabled = self.logic.store is not None and not self._problem
 
+    # --- worklist ---------------------------------------------------------------------
 
-class DeepLiverReviewLogic(ScriptedLoadableModuleLogic):
-    def getParameterNode(self):
-        return DeepLiverReviewParameterNode(super().getParameterNode())
+    def onStoreChanged(self, path) -> None:
+        qt.QSettings().setValue(SETTINGS["store"], str(path))
+        try:
+            self.logic.open_store(path)
+            self.logic.refresh(reread_database=True)
+        except Exception as error:  # a path being typed, a folder not readable: say so
+            self.ui.statusLabel.text = _("Store: {error}").format(error=error)
+        self._fillTable()
 
-    @staticmethod
-    def structureText(structure) -> str:
-        return (
-            f"{structure.label}  {structure.name}  ({structure.type.scheme} {structure.type.value})"
+    def onRefresh(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not read the worklist."), waitCursor=True):
+            self.logic.refresh(reread_database=True)
+        self._fillTable()
+
+    def _filter(self) -> wl.WorklistFilter:
+        return wl.WorklistFilter(
+            self.ui.ctOnlyCheckBox.checked,
+            self.ui.notDoneCheckBox.checked,
+            self.ui.searchLineEdit.text,
         )
 
-    @staticmethod
-    def identityText(volumeNode) -> str:
-        identity = dicom_identity.dicom_identity(volumeNode)
-        return identity.describe() if identity else _("not loaded from DICOM")
+    def _fillTable(self, *args) -> None:
+        self._shown = self._filter().apply(self.logic.entries)
+        table = self.ui.worklistTable
+        table.setRowCount(len(self._shown))
+        for row, entry in enumerate(self._shown):
+            for column, text in enumerate(entry.cells()):
+                table.setItem(row, column, qt.QTableWidgetItem(text))
+            if entry.series_uid == self.logic.series_uid:
+                table.selectRow(row)
+        table.resizeColumnsToContents()
+        self.ui.worklistSummaryLabel.text = wl.summary_text(self._shown, len(self.logic.entries))
+        self._update()
 
-    @staticmethod
-    def createSegmentation(volumeNode):
-        if volumeNode is None:
-            raise ValueError("select a volume first")
-        name = f"{volumeNode.GetName()} annotation"
-        return segmentations.new_segmentation(volumeNode, slicer.mrmlScene.GenerateUniqueName(name))
+    def _selectedEntry(self):
+        rows = {item.row() for item in self.ui.worklistTable.selectedItems()}
+        return self._shown[min(rows)] if rows else None
+
+    def _load(self, entry) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not load the series."), waitCursor=True):
+            if entry is None:
+                raise ValueError(_("select a series in the worklist"))
+            message = self.logic.load_series(entry.series_uid)
+            self._parameterNode.volume = self.logic.volume_node
+            self._parameterNode.segmentation = self.logic.segmentation_node
+            glue.show_in_editor(self.editor, self.logic.segmentation_node, self.logic.volume_node)
+            glue.select_segment(self.editor, self.logic.segmentation_node, "Liver")
+            self.onOutlines()
+            self.ui.seriesLabel.text = f"{entry.row.patient_text}, {entry.row.series_text}"
+            self.ui.statusLabel.text = message
+            self._fillTable()
+
+    def onLoad(self, *args) -> None:
+        self._load(self._selectedEntry())
+
+    def onNext(self) -> None:
+        if self.logic.identity and not slicer.util.confirmOkCancelDisplay(
+            _("Go to the next series? Edits not saved are lost.")
+        ):
+            return
+        self._loadNext()
+
+    def _loadNext(self) -> None:
+        entry = wl.next_to_do(self._shown, self.logic.series_uid)
+        if entry is None:
+            self.ui.statusLabel.text = _("No other series left to do in this list.")
+            return
+        self._load(entry)
+
+    # --- structures -------------------------------------------------------------------
+
+    def _current(self) -> str:
+        name = glue.current_segment_name(self.editor, self.logic.segmentation_node)
+        if not name:
+            raise ValueError(_("select a segment first"))
+        return name
+
+    def onAddTumor(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not add a tumor.")):
+            name = self.logic.add_tumor()
+            glue.select_segment(self.editor, self.logic.segmentation_node, name)
+
+    def onDelete(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not delete the segment.")):
+            name = self._current()
+            if slicer.util.confirmOkCancelDisplay(_("Delete {name}?").format(name=name)):
+                self.logic.delete_segment(name)
+
+    def onBox(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not make the box."), waitCursor=True):
+            name = self._current()
+            if self.logic.box_around_segment(name) is None:
+                glue.place_roi(name)
+                self.ui.statusLabel.text = _("{name} is empty: draw its box in a view.").format(
+                    name=name
+                )
+
+    def onJump(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not jump to the segment.")):
+            if not self.logic.jump_to_segment(self._current()):
+                self.ui.statusLabel.text = _("The segment is empty.")
+
+    def onOutlines(self, *args) -> None:
+        glue.set_outlines(
+            self.logic.segmentation_node,
+            self.ui.outlineCheckBox.checked,
+            self.ui.fillCheckBox.checked,
+        )
+
+    # --- save -------------------------------------------------------------------------
+
+    def onSave(self, status: str) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not save."), waitCursor=True):
+            self.editor.setActiveEffect(None)  # end the effect: save what the segments hold
+            self.ui.statusLabel.text = self.logic.save(
+                status, self._parameterNode.reader, self.ui.commentLineEdit.text
+            )
+            self.ui.commentLineEdit.text = ""
+            self._fillTable()
+
+    def onSaveAndNext(self) -> None:
+        self.onSave(wl.COMPLETE)  # raises (after showing why) when the save fails
+        self._loadNext()
+
+
+class DeepLiverReviewLogic(ScriptedLoadableModuleLogic, ReviewSession):
+    """The review session (DeepLiverSlicer.review_session) with the module's parameter node."""
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        ReviewSession.__init__(self)
+
+    def getParameterNode(self):
+        return DeepLiverReviewParameterNode(super().getParameterNode())
 
 
 class DeepLiverReviewTest(ScriptedLoadableModuleTest):
@@ -129,102 +303,83 @@ class DeepLiverReviewTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        for test in (
-            self.test_volume_round_trip,
-            self.test_labels_round_trip,
-            self.test_other_grid_refused,
-            self.test_roi_box,
-            self.test_dicom_identity,
-        ):
-            self.setUp()
-            test()
+        from DeepLiverSlicer import glue_selftest
 
-    def _phantom(self):
+        glue_selftest.run_all(self, self.setUp)  # volumes, labels, segments, ROIs, identity
+        self.setUp()
+        self.test_review_flow()
+
+    def _write_series(self, folder: Path, seed: int):
+        from deepliver.io.dicom_write import write_ct_series
         from deepliver.phantom import PhantomSpec, make_phantom
 
-        spec = PhantomSpec(seed=3, size=(48, 40, 20), n_tumors=(1, 2), tumor_diameter_mm=(20, 40))
-        return make_phantom(spec)
+        spec = PhantomSpec(
+            seed=seed, size=(48, 40, 20), n_tumors=(2, 2), tumor_diameter_mm=(20, 40)
+        )
+        phantom = make_phantom(spec)
+        identity = write_ct_series(
+            phantom.ct,
+            folder / f"series{seed}",
+            patient_id=f"P{seed}",
+            patient_name=f"Phantom^{seed}",
+            description=f"phantom {seed}",
+            uid_entropy=f"deepliver-review-test-{seed}",
+        )
+        return phantom, identity
 
-    def test_volume_round_trip(self):
+    def test_review_flow(self):
         import numpy as np
+        from DICOMLib import DICOMUtils
 
-        from DeepLiverSlicer.volumes import node_from_volume, volume_from_node
+        from deepliver.annotation.segmentation import Segmentation
 
-        ct = self._phantom().ct
-        node = node_from_volume(ct, "phantom")
-        back = volume_from_node(node)
-        np.testing.assert_array_equal(back.array, ct.array)
-        self.assertTrue(back.grid.same_as(ct.grid), back.grid.describe_difference(ct.grid))
-        # RAS in Slicer: the LPS origin with its first two coordinates negated.
-        np.testing.assert_allclose(node.GetOrigin(), ct.origin * [-1, -1, 1], atol=1e-6)
-        self.delayDisplay("volume node <-> Volume round trip exact")
-
-    def test_labels_round_trip(self):
-        import numpy as np
-
-        from DeepLiverSlicer.terminology import parse_terminology_entry, segment_terminology
-        from DeepLiverSlicer.volumes import node_from_volume
-
-        phantom = self._phantom()
-        volume = node_from_volume(phantom.ct, "phantom")
-        seg = segmentations.segmentation_from_labels(phantom.labels, volume, "labels")
-        self.assertEqual(seg.GetSegmentation().GetNumberOfSegments(), len(STRUCTURES))
-        back = segmentations.labels_from_segmentation(seg, volume)
-        np.testing.assert_array_equal(back.array, phantom.labels.array)
-        for structure in STRUCTURES:
-            segment_id = seg.GetSegmentation().GetSegmentIdBySegmentName(structure.name)
-            entry = parse_terminology_entry(
-                segment_terminology(seg.GetSegmentation().GetSegment(segment_id))
+        work = Path(tempfile.mkdtemp(prefix="DeepLiverReviewTest"))
+        first, first_id = self._write_series(work / "dicom", 3)
+        second, second_id = self._write_series(work / "dicom", 4)
+        (work / "store").mkdir()
+        with DICOMUtils.TemporaryDICOMDatabase(str(work / "db")) as database:
+            DICOMUtils.importDicom(str(work / "dicom"), database)
+            logic = DeepLiverReviewLogic()
+            logic.open_store(work / "store")
+            logic.refresh(reread_database=True)
+            status = {e.series_uid: e.status for e in logic.entries}
+            self.assertEqual(
+                status, {first_id.series_uid: "not started", second_id.series_uid: "not started"}
             )
-            self.assertEqual(entry["type"], structure.type)
-        self.delayDisplay("label map -> segmentation -> label map exact, segments coded")
 
-    def test_other_grid_refused(self):
-        from deepliver.volume import Grid, GridMismatchError, Volume
-        from DeepLiverSlicer.volumes import node_from_volume
+            message = logic.load_series(first_id.series_uid)
+            self.assertIn("empty", message)
+            self.assertEqual(logic.identity.fingerprint, first_id.fingerprint)
+            self.assertEqual(segmentations.segment_names(logic.segmentation_node), ["Liver"])
+            grid = logic.current_segmentation().grid
+            self.assertTrue(
+                grid.same_as(first.labels.grid), grid.describe_difference(first.labels.grid)
+            )
+            drawn = Segmentation.from_label_map(first.labels)
+            drawn = Segmentation(grid, drawn.segments, drawn.masks)
+            segmentations.node_from_segmentation(
+                drawn, logic.volume_node, segmentation_node=logic.segmentation_node
+            )
+            self.assertIsNotNone(logic.box_around_segment("Tumor 1"))
+            logic.save("draft", "tester")
+            status = {e.series_uid: e.status for e in logic.entries}
+            self.assertEqual(status[first_id.series_uid], "draft")
+            logic.save("complete", "tester", "all lesions")
+            status = {e.series_uid: e.status for e in logic.entries}
+            self.assertEqual(status[first_id.series_uid], "complete")
+            self.delayDisplay("loaded, segmented, saved draft and complete")
 
-        labels = self._phantom().labels
-        volume = node_from_volume(self._phantom().ct, "phantom")
-        moved = Grid(labels.shape, labels.origin + 2.0, labels.spacing, labels.direction)
-        with self.assertRaises(GridMismatchError):
-            segmentations.segmentation_from_labels(Volume(labels.array, moved), volume, "refused")
-        other = node_from_volume(Volume(labels.array, moved), "other")
-        with self.assertRaises(GridMismatchError):
-            segmentations.labels_from_segmentation(segmentations.new_segmentation(other), volume)
-        self.delayDisplay("label map or segmentation on another grid refused")
+            following = wl.next_to_do(logic.entries, logic.series_uid)
+            self.assertEqual(following.series_uid, second_id.series_uid)
+            self.assertIn("empty", logic.load_series(following.series_uid))
 
-    def test_roi_box(self):
-        import numpy as np
-
-        from DeepLiverSlicer.markups import PhysicalBox, box_from_roi, roi_from_box
-
-        box = PhysicalBox([-20.0, 35.5, -110.0], [42.0, 80.0, -60.25])
-        roi = roi_from_box(box, "box")
-        center = [0.0, 0.0, 0.0]
-        roi.GetCenterWorld(center)
-        np.testing.assert_allclose(center, [-11.0, -57.75, -85.125])
-        back = box_from_roi(roi)
-        np.testing.assert_allclose(back.minimum, box.minimum, atol=1e-9)
-        np.testing.assert_allclose(back.maximum, box.maximum, atol=1e-9)
-        self.delayDisplay("ROI <-> LPS box")
-
-    def test_dicom_identity(self):
-        from DeepLiverSlicer.volumes import node_from_volume
-
-        phantom = self._phantom()
-        node = node_from_volume(phantom.ct, "phantom")
-        self.assertIsNone(dicom_identity.dicom_identity(node))
-        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
-        patient = sh.CreateSubjectItem(sh.GetSceneItemID(), "patient")
-        study = sh.CreateStudyItem(patient, "study")
-        sh.SetItemUID(study, "DICOM", "1.2.3.4")
-        item = sh.GetItemByDataNode(node)
-        sh.SetItemParent(item, study)
-        sh.SetItemUID(item, "DICOM", "1.2.3.4.5")
-        uids = [f"1.2.3.4.5.{k}" for k in range(phantom.ct.shape[0])]
-        node.SetAttribute("DICOM.instanceUIDs", " ".join(uids))
-        identity = dicom_identity.dicom_identity(node)
-        self.assertEqual((identity.study_uid, identity.series_uid), ("1.2.3.4", "1.2.3.4.5"))
-        self.assertEqual(identity.sop_uids, tuple(uids))
-        self.assertIsNotNone(identity.fingerprint(phantom.ct.grid))
-        self.delayDisplay("DICOM identity from the subject hierarchy")
+            self.assertIn("revision", logic.load_series(first_id.series_uid))
+            restored = logic.current_segmentation()
+            self.assertEqual([s.name for s in restored.segments], [s.name for s in drawn.segments])
+            self.assertEqual(
+                [s.structure for s in restored.segments], [s.structure for s in drawn.segments]
+            )
+            np.testing.assert_array_equal(restored.masks, drawn.masks)
+            self.assertEqual([b["segment"] for b in glue.box_records(["Tumor 1"])], ["Tumor 1"])
+            logic.close_series()
+            self.delayDisplay("next series, then the first reloaded voxel for voxel")

@@ -1,47 +1,34 @@
-"""Label maps <-> segmentation nodes, always on the exact grid of a reference volume.
+""":class:`~deepliver.annotation.segmentation.Segmentation` <-> segmentation node, segment by
+segment, on the exact grid of the reference volume.
 
-A label map (0 background, then one value per structure) becomes one segment per structure,
-named, coloured and coded (see :mod:`DeepLiverSlicer.terminology`). Going back, each segment is
-read on the reference volume's grid; a segmentation whose own reference geometry is another
-grid is refused with :class:`~deepliver.volume.GridMismatchError`, never resampled.
+Each segment (Liver, Tumor 1, Tumor 2, ...) becomes one Slicer segment with its own binary
+labelmap, so segments may overlap (the liver contains its tumors) and come back voxel for voxel:
+``slicer.util.updateSegmentBinaryLabelmapFromArray`` / ``arrayFromSegmentBinaryLabelmap`` with
+the reference volume read and write each mask on that volume's grid. A segmentation whose grid
+differs from the volume's is refused (:class:`~deepliver.volume.GridMismatchError`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from deepliver.annotation.structures import STRUCTURES, Structure
-from deepliver.volume import Grid, GridMismatchError, Volume
+from deepliver.annotation.segmentation import Segment, Segmentation
+from deepliver.volume import Grid, GridMismatchError
 
 # vtkSegmentationConverter::SerializeImageGeometry: 16 matrix elements (row by row), then the
 # 6 extent values, each followed by this separator.
 GEOMETRY_SEPARATOR = ";"
 
 
-def split_labels(labels: np.ndarray, structures=STRUCTURES) -> dict[int, np.ndarray]:
-    """One uint8 0/1 mask per structure; refuses label values no structure has."""
-    known = {s.label for s in structures}
-    found = {int(v) for v in np.unique(labels)} - {0}
-    unknown = sorted(found - known)
-    if unknown:
-        names = ", ".join(f"{s.label} ({s.name})" for s in structures)
-        raise ValueError(f"label values {unknown} belong to no structure; known: {names}")
-    return {s.label: (labels == s.label).astype(np.uint8) for s in structures}
+def segment_color(segment: Segment) -> tuple[float, float, float]:
+    from deepliver.annotation.review import color_float
+
+    return color_float(segment.display_color)
 
 
-def merge_masks(masks: dict[int, np.ndarray], shape, structures=STRUCTURES) -> np.ndarray:
-    """A uint8 label map from per-structure masks; later structures win where masks overlap."""
-    labels = np.zeros(shape, dtype=np.uint8)
-    for structure in structures:
-        mask = masks.get(structure.label)
-        if mask is None:
-            continue
-        if mask.shape != tuple(shape):
-            raise GridMismatchError(
-                f"segment {structure.name!r} has shape {mask.shape}, expected {tuple(shape)}"
-            )
-        labels[mask > 0] = structure.label
-    return labels
+def binary_mask(mask) -> np.ndarray:
+    """A 0/1 uint8 copy of a mask, the form Slicer's labelmap import takes as is."""
+    return np.ascontiguousarray(np.asarray(mask) > 0, dtype=np.uint8)
 
 
 def geometry_text(grid: Grid) -> str:
@@ -79,75 +66,121 @@ def require_segmentation_grid(segmentation_grid: Grid | None, reference: Grid) -
 # --- Slicer ------------------------------------------------------------------------------
 
 
+def segment_ids(segmentation_node) -> list[str]:
+    segmentation = segmentation_node.GetSegmentation()
+    return [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+
+
+def segment_names(segmentation_node) -> list[str]:
+    segmentation = segmentation_node.GetSegmentation()
+    return [segmentation.GetSegment(i).GetName() for i in segment_ids(segmentation_node)]
+
+
+def add_segment(segmentation_node, segment: Segment, mask=None, reference_node=None) -> str:
+    """A Slicer segment for ``segment`` (name, colour, terminology), filled from ``mask`` on
+    ``reference_node``'s grid when given; returns its ID."""
+    import slicer
+
+    from DeepLiverSlicer.terminology import set_segment_terminology
+
+    segmentation = segmentation_node.GetSegmentation()
+    if segmentation.GetSegmentIdBySegmentName(segment.name):
+        raise ValueError(f"the segmentation already has a segment named {segment.name!r}")
+    segment_id = segmentation.AddEmptySegment("", segment.name, segment_color(segment))
+    set_segment_terminology(segmentation.GetSegment(segment_id), segment.structure)
+    if mask is not None and np.any(mask):
+        slicer.util.updateSegmentBinaryLabelmapFromArray(
+            binary_mask(mask), segmentation_node, segment_id, reference_node
+        )
+    return segment_id
+
+
+def remove_segment(segmentation_node, name: str) -> None:
+    segmentation = segmentation_node.GetSegmentation()
+    segment_id = segmentation.GetSegmentIdBySegmentName(name)
+    if not segment_id:
+        raise ValueError(f"no segment named {name!r}")
+    segmentation.RemoveSegment(segment_id)
+
+
+def segment_mask(segmentation_node, name: str, reference_node) -> np.ndarray:
+    """The boolean mask of segment ``name`` on ``reference_node``'s grid."""
+    segment_id = segmentation_node.GetSegmentation().GetSegmentIdBySegmentName(name)
+    if not segment_id:
+        raise ValueError(f"no segment named {name!r}")
+    return _mask(segmentation_node, segment_id, reference_node)
+
+
+def _mask(segmentation_node, segment_id: str, reference_node) -> np.ndarray:
+    import slicer
+
+    array = slicer.util.arrayFromSegmentBinaryLabelmap(
+        segmentation_node, segment_id, reference_node
+    )
+    return np.asarray(array) > 0
+
+
+def node_from_segmentation(
+    segmentation: Segmentation, reference_node, name: str = "", segmentation_node=None
+):
+    """A segmentation node holding ``segmentation``'s segments on ``reference_node``'s grid.
+
+    An existing ``segmentation_node`` is emptied first and reused (the Segment Editor keeps
+    pointing at it); otherwise a new node is added to the scene.
+    """
+    import slicer
+
+    from DeepLiverSlicer.volumes import volume_from_node
+
+    reference = volume_from_node(reference_node, copy=False)
+    if not segmentation.grid.same_as(reference.grid):
+        raise GridMismatchError(
+            "the segmentation is not on the grid of the series: "
+            + segmentation.grid.describe_difference(reference.grid)
+        )
+    if segmentation_node is None:
+        segmentation_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+        segmentation_node.CreateDefaultDisplayNodes()
+    else:
+        for segment_id in segment_ids(segmentation_node):
+            segmentation_node.GetSegmentation().RemoveSegment(segment_id)
+        require_segmentation_grid(_segmentation_grid(segmentation_node), reference.grid)
+    segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
+    for segment, mask in zip(segmentation.segments, segmentation.masks, strict=True):
+        add_segment(segmentation_node, segment, mask, reference_node)
+    return segmentation_node
+
+
+def segmentation_from_node(segmentation_node, reference_node) -> Segmentation:
+    """Every segment of the node as a :class:`Segmentation` on ``reference_node``'s grid.
+
+    A segment's structure comes from its terminology (or its name); a segment that is neither
+    liver nor tumor is refused with its name in the message.
+    """
+    from deepliver.annotation.review import segment_from_slicer
+    from DeepLiverSlicer.terminology import segment_terminology
+    from DeepLiverSlicer.volumes import volume_from_node
+
+    reference = volume_from_node(reference_node, copy=False)
+    require_segmentation_grid(_segmentation_grid(segmentation_node), reference.grid)
+    segmentation = segmentation_node.GetSegmentation()
+    segments, masks = [], []
+    for segment_id in segment_ids(segmentation_node):
+        slicer_segment = segmentation.GetSegment(segment_id)
+        name = slicer_segment.GetName()
+        segments.append(
+            segment_from_slicer(
+                name, segment_terminology(slicer_segment), slicer_segment.GetColor()
+            )
+        )
+        masks.append(_mask(segmentation_node, segment_id, reference_node))
+    stacked = np.stack(masks) if masks else None
+    return Segmentation(reference.grid, tuple(segments), stacked)
+
+
 def _segmentation_grid(segmentation_node) -> Grid | None:
     import slicer
 
     name = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
     text = segmentation_node.GetSegmentation().GetConversionParameter(name)
     return grid_from_geometry_text(text) if text else None
-
-
-def add_structure_segment(segmentation_node, structure: Structure) -> str:
-    """An empty segment for ``structure`` (name, colour, terminology); returns its ID."""
-    from DeepLiverSlicer.terminology import set_segment_terminology
-
-    segmentation = segmentation_node.GetSegmentation()
-    segment_id = segmentation.GetSegmentIdBySegmentName(structure.name)
-    if not segment_id:
-        segment_id = segmentation.AddEmptySegment("", structure.name, structure.color_float)
-    set_segment_terminology(segmentation.GetSegment(segment_id), structure)
-    return segment_id
-
-
-def new_segmentation(reference_node, name: str = "", structures=STRUCTURES):
-    """A segmentation node on ``reference_node``'s grid with one empty segment per structure."""
-    import slicer
-
-    segmentation_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
-    segmentation_node.CreateDefaultDisplayNodes()
-    segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
-    for structure in structures:
-        add_structure_segment(segmentation_node, structure)
-    return segmentation_node
-
-
-def segmentation_from_labels(
-    labels: Volume, reference_node, name: str = "", structures=STRUCTURES, segmentation_node=None
-):
-    """Segments from a label map that must lie on ``reference_node``'s exact grid."""
-    import slicer
-
-    from DeepLiverSlicer.volumes import volume_from_node
-
-    reference = volume_from_node(reference_node, copy=False)
-    reference.require_same_grid(labels, "label map")
-    masks = split_labels(labels.array, structures)
-    if segmentation_node is None:
-        segmentation_node = new_segmentation(reference_node, name, structures)
-    else:
-        require_segmentation_grid(_segmentation_grid(segmentation_node), reference.grid)
-    for structure in structures:
-        segment_id = add_structure_segment(segmentation_node, structure)
-        slicer.util.updateSegmentBinaryLabelmapFromArray(
-            masks[structure.label], segmentation_node, segment_id, reference_node
-        )
-    return segmentation_node
-
-
-def labels_from_segmentation(segmentation_node, reference_node, structures=STRUCTURES) -> Volume:
-    """The label map of the structures' segments, on ``reference_node``'s exact grid."""
-    import slicer
-
-    from DeepLiverSlicer.volumes import volume_from_node
-
-    reference = volume_from_node(reference_node, copy=False)
-    require_segmentation_grid(_segmentation_grid(segmentation_node), reference.grid)
-    segmentation = segmentation_node.GetSegmentation()
-    masks = {}
-    for structure in structures:
-        segment_id = segmentation.GetSegmentIdBySegmentName(structure.name)
-        if segment_id:
-            masks[structure.label] = slicer.util.arrayFromSegmentBinaryLabelmap(
-                segmentation_node, segment_id, reference_node
-            )
-    return reference.with_array(merge_masks(masks, reference.shape, structures))

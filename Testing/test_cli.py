@@ -7,23 +7,12 @@ import sys
 
 import numpy as np
 import pytest
+from cli_helpers import deepliver
 
 from deepliver.io.dicom_read import read_series
 from deepliver.io.dicom_write import write_ct_series
 from deepliver.io.image_files import read_image
 from deepliver.volume import Volume
-
-
-def deepliver(*args, expect: int = 0) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "deepliver", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == expect, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    return result
 
 
 def small_ct(seed: int, shape=(6, 16, 20)) -> Volume:
@@ -34,7 +23,7 @@ def small_ct(seed: int, shape=(6, 16, 20)) -> Volume:
 
 def test_help_lists_every_command():
     out = deepliver("--help").stdout
-    for command in ("info", "convert", "phantom", "demo"):
+    for command in ("info", "convert", "phantom", "demo", "store"):
         assert command in out
 
 
@@ -147,3 +136,12 @@ def test_demo_runs_end_to_end(tmp_path):
 @pytest.mark.parametrize("command", ["info", "convert", "phantom", "demo"])
 def test_each_command_has_help(command):
     assert "usage: deepliver " + command in deepliver(command, "--help").stdout
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    for number in range(3000):  # ~200 kB of "not a DICOM file" lines: more than a pipe holds
+        (tmp_path / f"note{number:05d}.txt").write_text("x")
+    command = f"{sys.executable} -m deepliver info {tmp_path} --progress none | head -n 2"
+    result = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300)
+    assert result.stdout.splitlines() == ["0 image series found", ""]
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr

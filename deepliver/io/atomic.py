@@ -1,0 +1,36 @@
+"""Write a file under a temporary name beside it, then rename: a reader never sees half a file.
+
+The temporary file lives in the target's folder, so the final ``os.replace`` is a rename on one
+file system (atomic on POSIX and Windows) and a crash leaves at most a hidden ``.partial`` file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def write_atomically(path: Path, write: Callable[[Path], object], suffix: str = "") -> Path:
+    """Call ``write(temporary_path)``, flush it to disk, then move it onto ``path``.
+
+    ``suffix`` ends the temporary name, for writers that pick the format from the extension.
+    On any error the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=f".partial{suffix}"
+    )
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        write(temporary)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
