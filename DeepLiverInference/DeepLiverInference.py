@@ -1,9 +1,13 @@
 """DeepLiverInference: one click "Detect liver/tumor", run in a background deepliver process."""
 
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
+import qt
 import slicer
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
@@ -24,16 +28,11 @@ try:
 except ImportError:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from DeepLiverSlicer import (
-    dependencies,
-    environment_problem,
-    smoke,
-    volumes,
-)
+from DeepLiverSlicer import dependencies, environment_problem, segmentations, volumes
+from DeepLiverSlicer import inference as glue
+from DeepLiverSlicer.inference import DEVICES, STORE_FOLDER_SETTING, InferenceSession
 from DeepLiverSlicer.module_widget import ParameterNodeWidgetMixin, select_first_volume
 from DeepLiverSlicer.runner import CommandRunner
-
-DEVICES = ["auto", "cpu", "cuda"]
 
 
 class DeepLiverInference(ScriptedLoadableModule):
@@ -41,12 +40,14 @@ class DeepLiverInference(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("DeepLiver Inference")
         self.parent.categories = ["DeepLiver"]
-        self.parent.dependencies = []
+        self.parent.dependencies = ["Segmentations", "Markups", "SubjectHierarchy", "DICOM"]
         self.parent.contributors = ["DeepLiver developers"]
         self.parent.helpText = _(
             "Detect the liver and liver tumors on a CT volume with DeepLiver's bundled models. "
             "The work runs in a background process: the progress bar follows it and the button "
-            "cancels it. See the "
+            "cancels it. The result is a segmentation (Liver, Tumor 1, Tumor 2, ...), one box "
+            "per lesion and a lesion table; for a DICOM series it is also saved as a model "
+            "revision in the annotation store, if one is chosen. See the "
             '<a href="https://github.com/deepliver/SlicerDeepLiver">DeepLiver documentation</a>.'
         )
         self.parent.acknowledgementText = _(
@@ -58,7 +59,7 @@ class DeepLiverInference(ScriptedLoadableModule):
 @parameterNodeWrapper
 class DeepLiverInferenceParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
-    device: Annotated[str, Choice(DEVICES)] = "auto"
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"
 
 
 class DeepLiverInferenceWidget(
@@ -79,9 +80,12 @@ class DeepLiverInferenceWidget(
         self.runner = CommandRunner(
             self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self.onFinished
         )
-
+        glue.fill_lesion_table(self.ui.lesionTable, [])
+        self.ui.storeFolderSelector.currentPath = qt.QSettings().value(STORE_FOLDER_SETTING, "")
+        self.ui.storeFolderSelector.connect("currentPathChanged(QString)", self.onStoreChanged)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.initializeParameterNode()
+        self._fillModels()
         if self._problem:
             self.ui.statusLabel.text = self._problem
 
@@ -90,61 +94,71 @@ class DeepLiverInferenceWidget(
             self.runner.cancel()
         self.removeObservers()
 
+    def onSceneStartClose(self, caller, event) -> None:
+        ParameterNodeWidgetMixin.onSceneStartClose(self, caller, event)
+        self.runner.cancel()  # its volume is about to go
+        glue.fill_lesion_table(self.ui.lesionTable, [])
+
     def setDefaultParameters(self, parameterNode) -> None:
         select_first_volume(parameterNode)
+
+    def _fillModels(self) -> None:
+        families, problem = glue.bundled_families()
+        combo = self.ui.modelComboBox
+        if families and combo.count == 0:
+            combo.addItems(families)
+        if problem:
+            self.ui.statusLabel.text = _("Models: {problem}").format(problem=problem)
 
     def _update(self, caller=None, event=None) -> None:
         ready = bool(self._parameterNode and self._parameterNode.inputVolume)
         self.ui.applyButton.enabled = (ready and not self._problem) or self.runner.running
+
+    def onStoreChanged(self, path) -> None:
+        qt.QSettings().setValue(STORE_FOLDER_SETTING, str(path))
 
     def onApplyButton(self) -> None:
         if self.runner.running:
             self.runner.cancel()
             return
         with slicer.util.tryWithErrorDisplay(_("Could not start the detection."), waitCursor=True):
-            if not dependencies.ensure_dependencies(need_torch=False):
+            if not dependencies.ensure_dependencies(need_torch=True):
                 self.ui.statusLabel.text = _("DeepLiver's Python packages are not installed.")
                 return
-            self.logic.start(self._parameterNode.inputVolume, self.runner)
+            self._fillModels()  # listing the models needs PyTorch
+            glue.fill_lesion_table(self.ui.lesionTable, [])
+            self.logic.start(
+                self._parameterNode.inputVolume,
+                self.runner,
+                self.ui.modelComboBox.currentText,
+                self._parameterNode.device,
+                self.ui.storeFolderSelector.currentPath,
+            )
 
     def onFinished(self, command, succeeded) -> None:
         with slicer.util.tryWithErrorDisplay(_("The detection's output is not usable.")):
-            message = self.logic.finish(succeeded)
+            try:
+                message = self.logic.finish(command, succeeded)
+            finally:  # the lesions shown even when saving them to the store failed
+                glue.fill_lesion_table(self.ui.lesionTable, self.logic.rows)
             if message:
                 self.ui.statusLabel.text = message
 
 
-class DeepLiverInferenceLogic(ScriptedLoadableModuleLogic):
+class DeepLiverInferenceLogic(ScriptedLoadableModuleLogic, InferenceSession):
+    """The inference session (DeepLiverSlicer.inference) with the module's parameter node."""
+
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self._run = None
-        self._volume = None
+        InferenceSession.__init__(self)
 
     def getParameterNode(self):
         return DeepLiverInferenceParameterNode(super().getParameterNode())
 
-    def start(self, volumeNode, runner) -> None:
-        """Start the background run on ``volumeNode``; ``finish`` is called when it ends.
-
-        Until the segment command lands (issue 5) this is the frame's smoke path.
-        """
-        if volumeNode is None:
-            raise ValueError("select a CT volume first")
-        self._volume = volumes.volume_from_node(volumeNode)
-        self._run = smoke.prepare(self._volume)
-        command, args = self._run.command
-        runner.start(command, *args)
-
-    def finish(self, succeeded: bool) -> str:
-        run, self._run = self._run, None
-        try:
-            return smoke.check(run, self._volume) if succeeded else ""
-        finally:
-            smoke.cleanup(run)
-            self._volume = None
-
 
 class DeepLiverInferenceTest(ScriptedLoadableModuleTest):
+    """Detect on a phantom volume, then on a phantom DICOM series with a store."""
+
     def setUp(self):
         if environment_problem():
             self.fail(environment_problem())
@@ -152,19 +166,83 @@ class DeepLiverInferenceTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         self.setUp()
-        self.test_background_run()
+        self.test_detect_on_a_volume()
+        self.setUp()
+        self.test_detect_on_a_dicom_series_saves_a_model_revision()
 
-    def test_background_run(self):
+    def _phantom(self):
         from deepliver.phantom import PhantomSpec, make_phantom
 
-        self.assertTrue(dependencies.ensure_dependencies(need_torch=False, ask=False))
-        ct = make_phantom(PhantomSpec(seed=5, size=(40, 40, 16))).ct
-        node = volumes.node_from_volume(ct, "phantom")
+        spec = PhantomSpec(seed=11, size=(128, 128, 40), n_tumors=(2, 2))
+        return make_phantom(spec)
+
+    def _detect(self, node, store=""):
+        """Run the real background `deepliver segment` on ``node``; returns the logic."""
+        self.assertTrue(dependencies.ensure_dependencies(need_torch=True, ask=False))
+        families, problem = glue.bundled_families()
+        self.assertIsNone(problem)
         logic = DeepLiverInferenceLogic()
         finished = []
         runner = CommandRunner(None, None, None, lambda c, ok: finished.append(ok))
-        logic.start(node, runner)
-        self.assertTrue(runner.wait(timeout_s=180), "the background command did not finish")
+        logic.start(node, runner, families[0], "auto", store)
+        self.assertTrue(runner.wait(timeout_s=600), "deepliver segment did not finish")
         self.assertEqual(finished, [True], runner.command.error_message())
-        self.assertIn("Smoke run passed", logic.finish(True))
-        self.delayDisplay("background deepliver convert finished and was checked")
+        message = logic.finish(runner.command, True)
+        self.assertIn("Done", message)
+        return logic, message
+
+    def _check_result(self, logic, node, phantom):
+        import numpy as np
+
+        names = segmentations.segment_names(logic.segmentation_node)
+        self.assertEqual(names[0], "Liver")
+        volume = volumes.volume_from_node(node, copy=False)
+        self.assertTrue(volume.grid.same_as(phantom.ct.grid), "the phantom is not on the grid")
+        liver = segmentations.segment_mask(logic.segmentation_node, "Liver", node)
+        self.assertEqual(liver.shape, volume.shape)
+        reference = phantom.labels.array > 0
+        dice = 2.0 * np.logical_and(liver, reference).sum() / (liver.sum() + reference.sum())
+        self.assertGreaterEqual(dice, 0.85, f"liver Dice {dice:.3f}")
+        table = qt.QTableWidget()
+        glue.fill_lesion_table(table, logic.rows)
+        rois = slicer.util.getNodesByClass("vtkMRMLMarkupsROINode")
+        self.assertEqual(len(rois), table.rowCount)
+        self.assertEqual(
+            sorted(r.GetName() for r in rois), sorted(f"Lesion {row[0]}" for row in logic.rows)
+        )
+        return dice
+
+    def test_detect_on_a_volume(self):
+        phantom = self._phantom()
+        node = volumes.node_from_volume(phantom.ct, "phantom")
+        logic, message = self._detect(node)
+        dice = self._check_result(logic, node, phantom)
+        self.assertIsNone(logic.revision)
+        self.delayDisplay(f"{message} Liver Dice {dice:.3f}")
+
+    def test_detect_on_a_dicom_series_saves_a_model_revision(self):
+        from DICOMLib import DICOMUtils
+
+        from deepliver.annotation.store import AnnotationStore
+        from deepliver.io.dicom_write import write_ct_series
+        from DeepLiverSlicer import dicom_database
+
+        work = Path(tempfile.mkdtemp(prefix="DeepLiverInferenceTest"))
+        phantom = self._phantom()
+        identity = write_ct_series(
+            phantom.ct, work / "dicom", patient_id="P11", uid_entropy="deepliver-inference-11"
+        )
+        (work / "store").mkdir()
+        with DICOMUtils.TemporaryDICOMDatabase(str(work / "db")) as database:
+            self.assertTrue(DICOMUtils.importDicom(str(work / "dicom"), database))
+            node = dicom_database.load_series(identity.series_uid)
+            logic, message = self._detect(node, str(work / "store"))
+            self._check_result(logic, node, phantom)
+            self.assertIsNotNone(logic.revision, message)
+            store = AnnotationStore(work / "store")
+            latest = store.latest(identity.series_uid, source="model")
+            self.assertEqual(latest.number, logic.revision.number)
+            self.assertTrue(latest.source.name.startswith("liver-"))
+            self.assertEqual(len(latest.boxes), len(logic.rows))
+        shutil.rmtree(work, ignore_errors=True)
+        self.delayDisplay(message)

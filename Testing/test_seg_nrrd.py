@@ -12,7 +12,7 @@ from deepliver.errors import DeepLiverError
 from deepliver.io.dicom_read import read_series
 from deepliver.io.image_files import read_image
 from deepliver.io.seg_nrrd import read_seg_nrrd, write_seg_nrrd
-from deepliver.volume import Volume
+from deepliver.volume import Box, Volume
 
 SLICER_RIB_ENTRY = (
     "Segmentation category and type - 3D Slicer General Anatomy list"
@@ -76,6 +76,85 @@ def test_no_overlap_gives_one_layer(tmp_path, oblique_grid):
     header = nrrd.read_header(str(write_seg_nrrd(segmentation, tmp_path / "t.seg.nrrd")))
     assert header["dimension"] == 3 and header["kinds"] == ["domain"] * 3
     np.testing.assert_array_equal(read_seg_nrrd(tmp_path / "t.seg.nrrd").masks, segmentation.masks)
+
+
+def test_overlapping_segments_take_two_layers_and_disjoint_tumors_share_one(tmp_path, oblique_grid):
+    segmentation = liver_with_tumors(oblique_grid)
+    path = write_seg_nrrd(segmentation, tmp_path / "a.seg.nrrd")
+    voxels, header = nrrd.read(str(path))
+    assert voxels.shape == (2, *oblique_grid.size_ijk)  # (layer, i, j, k)
+    layers = [int(header[f"Segment{i}_Layer"]) for i in range(4)]
+    labels = [int(header[f"Segment{i}_LabelValue"]) for i in range(4)]
+    # The liver in layer 0; both tumors inside it in layer 1, one label each; the empty tumor
+    # overlaps nothing, so it takes the next label of layer 0.
+    assert layers == [0, 1, 1, 0]
+    assert labels == [1, 1, 2, 2]
+    for index, mask in enumerate(segmentation.masks):
+        np.testing.assert_array_equal(
+            voxels[layers[index]] == labels[index], mask.transpose(2, 1, 0)
+        )
+        box = Box.around(mask)
+        expected = (
+            [0, -1, 0, -1, 0, -1]
+            if box is None
+            else [v for axis in (2, 1, 0) for v in (box.start[axis], box.stop[axis] - 1)]
+        )
+        assert [int(v) for v in header[f"Segment{index}_Extent"].split()] == expected
+
+
+def _chained(grid) -> Segmentation:
+    """A overlaps B, B overlaps C, C misses A: C goes back to layer 0 beside A."""
+    masks = np.zeros((3, *grid.shape), dtype=bool)
+    masks[0, 1:4, 1:4, 1:4] = True
+    masks[1, 3:6, 3:6, 3:6] = True
+    masks[2, 5:8, 5:8, 5:8] = True
+    names = ("Tumor 1", "Tumor 2", "Tumor 3")
+    return Segmentation(grid, tuple(Segment(n, TUMOR) for n in names), masks)
+
+
+def _crowded(grid) -> Segmentation:
+    """256 disjoint one-voxel tumors: a uint8 layer holds 255 labels, the last one spills over."""
+    masks = np.zeros((256, *grid.shape), dtype=bool)
+    flat = masks.reshape(256, -1)
+    flat[np.arange(256), np.arange(256) * 3] = True
+    segments = tuple(Segment(f"Tumor {n}", TUMOR) for n in range(1, 257))
+    return Segmentation(grid, segments, masks)
+
+
+@pytest.mark.parametrize("build", [liver_with_tumors, _chained, _crowded])
+def test_same_file_as_slicerio_add_segment_and_its_files_still_read(tmp_path, oblique_grid, build):
+    # Files written before laying out the layers here went through slicerio.add_segment:
+    # the new writer must give the same voxels and header, and read those files back exactly.
+    segmentation = build(oblique_grid)
+    grid = segmentation.grid
+    data = slicerio.create_segmentation(grid.size_ijk, grid.ijk_to_lps(), dtype="uint8")
+    data["containedRepresentationNames"] = ["Binary labelmap"]
+    for number, (segment, mask) in enumerate(
+        zip(segmentation.segments, segmentation.masks, strict=True), start=1
+    ):
+        fields = {
+            "id": f"Segment_{number}",
+            "name": segment.name,
+            "color": [round(c / 255.0, 6) for c in segment.display_color],
+            "terminology": slicerio.segmentation.terminology_entry_from_string(
+                terminology_entry(segment.structure)
+            ),
+        }
+        slicerio.add_segment(data, mask.transpose(2, 1, 0), fields)
+    before = tmp_path / "before.seg.nrrd"
+    slicerio.write_segmentation(str(before), data)
+    expected_voxels, expected = nrrd.read(str(before))
+    voxels, header = nrrd.read(str(write_seg_nrrd(segmentation, tmp_path / "now.seg.nrrd")))
+    np.testing.assert_array_equal(voxels, expected_voxels)
+    assert header.keys() == expected.keys()
+    for key, value in expected.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(header[key], value)  # NaN row of a 4D file included
+        else:
+            assert header[key] == value, key
+    back = read_seg_nrrd(before)
+    assert back.segments == segmentation.segments
+    np.testing.assert_array_equal(back.masks, segmentation.masks)
 
 
 def test_interrupted_write_keeps_the_previous_file(tmp_path, oblique_grid, monkeypatch):

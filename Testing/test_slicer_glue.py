@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deepliver.annotation import terminology as core_terminology
 from deepliver.annotation.structures import LIVER, STRUCTURES, TUMOR, Code
-from deepliver.volume import LPS_TO_RAS, Grid, GridMismatchError, Volume, flip_lps_ras
+from deepliver.volume import LPS_TO_RAS, Grid, GridMismatchError, flip_lps_ras
 from DeepLiverSlicer import (
     MIN_PYTHON,
     dependencies,
@@ -23,7 +23,6 @@ from DeepLiverSlicer import (
     markups,
     runner,
     segmentations,
-    smoke,
     terminology,
     volumes,
 )
@@ -242,6 +241,7 @@ SLICER_5_12 = {  # what Slicer 5.12 ships (SuperBuild/External_python-*.cmake at
     "scipy": "1.17.1",
     "SimpleITK": "2.5.5",
     "pydicom": "3.0.2",
+    "pillow": "12.0.0",  # SuperBuild/requirements/python-dicom-requirements.txt
 }
 
 
@@ -265,6 +265,7 @@ def test_plan_on_a_fresh_slicer():
     assert sorted(plan.pip) == [
         "highdicom>=0.28",
         "jsonschema>=4.20",
+        "monai>=1.4",
         "pylibjpeg-openjpeg>=2.3",
         "pylibjpeg>=2.0",
         "slicerio>=1.4",
@@ -353,24 +354,3 @@ def test_events_as_shown_in_the_widgets():
     assert runner.finished_text(1, "deepliver: error: x") == "Failed: deepliver: error: x"
     summary = runner.outputs_summary({"series": [1, 2], "unused_files": [], "out": "/x"})
     assert summary == "series: 2; unused files: 0; out: /x"
-
-
-def test_smoke_run_through_a_real_child_process(tmp_path):
-    """The Inference module's smoke path, with the child started as the Qt runner starts it."""
-    from deepliver.background import BackgroundCommand, deepliver_argv
-
-    rng = np.random.default_rng(1)
-    grid = Grid((5, 6, 7), (-10.5, 20.25, 3.0), (0.8, 0.9, 2.5))
-    volume = Volume(rng.integers(-1000, 1000, size=grid.shape).astype(np.int16), grid)
-    run = smoke.prepare(volume, parent=str(tmp_path))
-    command, args = run.command
-    python = runner.find_python(which=lambda name: None)
-    env = runner.child_environment(os.environ, runner.package_root())
-    child = BackgroundCommand(deepliver_argv(python, command, *args), env=env)
-    child.start()
-    assert child.wait(120) == 0, child.error_message()
-    assert "Smoke run passed" in smoke.check(run, volume)
-    with pytest.raises(GridMismatchError):
-        smoke.check(run, Volume(volume.array, Grid(grid.shape, grid.origin + 1, grid.spacing)))
-    smoke.cleanup(run)
-    assert not run.workdir.exists()

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from deepliver.annotation.structures import LIVER, TUMOR, Structure, structure_by_label
 from deepliver.errors import DeepLiverError
-from deepliver.volume import Grid, GridMismatchError, Volume
+from deepliver.volume import Box, Grid, GridMismatchError, Volume
 
 # Face, edge and corner neighbours: two tumor voxels touching at a corner are one lesion.
 LESION_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
@@ -131,12 +131,32 @@ def next_tumor_name(names: Iterable[str]) -> str:
     return f"Tumor {number}"
 
 
-def lesion_masks(tumor: np.ndarray) -> list[np.ndarray]:
-    """One mask per connected lesion, largest first (ties: nearest the volume's first corner)."""
-    components, count = ndimage.label(tumor, structure=LESION_CONNECTIVITY)
-    if count == 0:
-        return []
+def lesion_labels(tumor: np.ndarray) -> tuple[np.ndarray, Box | None, int]:
+    """Lesion numbers (int32, 0 = none) inside the tumor's bounding box, the box, and the count.
+
+    Lesion 1 is the largest; ties go to the lesion whose first voxel in (z, y, x) order comes
+    first. Working in the box keeps a 512 x 512 x 200 series fast (the order is the same as over
+    the whole volume: the box only shifts every index by one offset).
+    """
+    tumor = np.asarray(tumor, dtype=bool)
+    box = Box.around(tumor)
+    if box is None:
+        return np.zeros((0, 0, 0), dtype=np.int32), None, 0
+    components, count = ndimage.label(tumor[box.slices], structure=LESION_CONNECTIVITY)
     sizes = np.bincount(components.ravel())[1:]
     firsts = ndimage.minimum_position(components > 0, components, range(1, count + 1))
     order = sorted(range(count), key=lambda i: (-sizes[i], tuple(firsts[i])))
-    return [components == i + 1 for i in order]
+    renumber = np.zeros(count + 1, dtype=np.int32)
+    renumber[[i + 1 for i in order]] = np.arange(1, count + 1, dtype=np.int32)
+    return renumber[components], box, count
+
+
+def lesion_masks(tumor: np.ndarray) -> list[np.ndarray]:
+    """One mask per connected lesion, numbered as :func:`lesion_labels` numbers them."""
+    numbers, box, count = lesion_labels(tumor)
+    masks = []
+    for number in range(1, count + 1):
+        mask = np.zeros(np.shape(tumor), dtype=bool)
+        mask[box.slices] = numbers == number
+        masks.append(mask)
+    return masks

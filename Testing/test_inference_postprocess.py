@@ -1,0 +1,133 @@
+"""Post-processing of raw liver/tumor masks, on phantom ground truth with faults added."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from deepliver.inference.postprocess import (
+    clean_liver,
+    clean_tumors,
+    close_mask,
+    fill_holes,
+    largest_component,
+    liver_box,
+)
+from deepliver.phantom import PhantomSpec, make_phantom
+from deepliver.volume import Box, Grid
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    spec = PhantomSpec(seed=5, size=(64, 64, 24), n_tumors=(2, 4), tumor_diameter_mm=(15, 40))
+    return make_phantom(spec)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+def interior_point(mask: np.ndarray, depth: int = 2) -> tuple[int, int, int]:
+    """A voxel at least ``depth`` voxels inside ``mask`` in every direction."""
+    inner = ndimage.binary_erosion(mask, iterations=depth)
+    return tuple(int(v) for v in np.argwhere(inner)[len(np.argwhere(inner)) // 2])
+
+
+def test_clean_liver_keeps_the_true_liver(phantom):
+    truth = phantom.labels.array > 0
+    cleaned = clean_liver(truth, phantom.labels.grid)
+    assert cleaned.dtype == bool and cleaned.shape == truth.shape
+    assert dice(cleaned, truth) > 0.99
+    # Only stray fragments of the painted liver (off its largest component) may go.
+    assert (truth & ~cleaned).sum() == truth.sum() - largest_component(truth).sum()
+
+
+def test_clean_liver_removes_a_far_blob_and_fills_a_hole(phantom):
+    truth = phantom.labels.array > 0
+    faulty = truth.copy()
+    k, j, i = interior_point(truth)
+    faulty[k, j - 1 : j + 1, i - 1 : i + 1] = False  # a cavity enclosed by liver
+    faulty[:3, :4, :4] = True  # a blob in the volume's corner, far from the liver
+    assert not truth[:3, :4, :4].any()
+    cleaned = clean_liver(faulty, phantom.labels.grid.spacing[::-1])
+    assert not cleaned[:3, :4, :4].any()
+    assert cleaned[k, j - 1 : j + 1, i - 1 : i + 1].all()
+    assert dice(cleaned, truth) > 0.99
+
+
+def test_largest_component_of_nothing_is_nothing():
+    empty = np.zeros((4, 5, 6), dtype=np.uint8)
+    assert not largest_component(empty).any()
+    assert not clean_liver(empty, (2.0, 1.0, 1.0)).any()
+    assert liver_box(empty, Grid((4, 5, 6)), 10.0) is None
+
+
+def test_slice_holes_are_filled_per_slice_up_to_an_area():
+    mask = np.zeros((8, 30, 30), dtype=bool)
+    mask[:, 2:28, 2:28] = True
+    mask[:, 4:6, 4:6] = False  # a vessel through every slice: open in 3D, closed in-plane
+    mask[:, 10:24, 10:24] = False  # a wide one (196 mm^2 at 1 mm), like the vena cava
+    mask[3:5, 7, 7] = False  # a cavity closed in 3D
+    only_3d = fill_holes(mask)
+    assert only_3d[3:5, 7, 7].all() and not only_3d[:, 4:6, 4:6].any()
+    filled = fill_holes(mask, (2.0, 1.0, 1.0), max_slice_hole_mm2=150.0)
+    assert filled[:, 4:6, 4:6].all() and not filled[:, 10:24, 10:24].any()
+    assert fill_holes(mask, (2.0, 1.0, 1.0), max_slice_hole_mm2=200.0)[:, 10:24, 10:24].all()
+
+
+def test_closing_radius_is_in_millimetres_per_axis():
+    spacing_zyx = (5.0, 1.0, 1.0)
+    mask = np.zeros((9, 30, 30), dtype=bool)
+    mask[2:7, 5:25, 5:13] = True
+    mask[2:7, 5:25, 16:25] = True  # a 3 mm gap along x (3 voxels)
+    closed = close_mask(mask, spacing_zyx, radius_mm=2.0)
+    assert closed[2:7, 8:22, 13:16].all()  # a 4 mm ball bridges 3 mm
+    stacked = np.zeros((9, 30, 30), dtype=bool)
+    stacked[1:4, 5:25, 5:25] = True
+    stacked[5:8, 5:25, 5:25] = True  # one slice apart: a 5 mm gap along z
+    assert not close_mask(stacked, spacing_zyx, radius_mm=2.0)[4].any()
+    assert close_mask(stacked, spacing_zyx, radius_mm=6.0)[4, 10:20, 10:20].all()  # round ends
+
+
+def test_closing_at_the_volume_edge_keeps_the_mask():
+    mask = np.zeros((6, 10, 10), dtype=bool)
+    mask[:, :, :5] = True  # touches three faces of the volume
+    assert np.array_equal(close_mask(mask, (1.0, 1.0, 1.0), 3.0), mask)
+
+
+def test_clean_tumors_drops_specks_and_tumor_outside_the_liver(phantom):
+    labels = phantom.labels.array
+    liver, truth = labels > 0, labels == 2
+    grid = phantom.labels.grid
+    voxel_mm3 = float(np.prod(grid.spacing))
+    assert np.array_equal(clean_tumors(truth, liver, grid, min_volume_mm3=voxel_mm3), truth)
+
+    faulty = truth.copy()
+    k, j, i = interior_point(liver & ~ndimage.binary_dilation(truth, iterations=2), depth=1)
+    faulty[k, j, i] = True  # a one-voxel speck inside the liver
+    faulty[:2, :3, :3] = True  # a tumor blob in the corner, outside the liver
+    cleaned = clean_tumors(faulty, liver, grid, min_volume_mm3=1.5 * voxel_mm3)
+    assert not cleaned[k, j, i] and not cleaned[:2, :3, :3].any()
+    components, _ = ndimage.label(truth, structure=np.ones((3, 3, 3)))
+    multi_voxel = np.bincount(components.ravel())[components] >= 2
+    assert np.array_equal(cleaned, truth & multi_voxel)  # lesions of 2+ voxels all stay
+
+
+def test_clean_tumors_keeps_the_edge_voxel_next_to_the_liver():
+    liver = np.zeros((5, 12, 12), dtype=bool)
+    liver[1:4, 2:8, 2:8] = True
+    tumor = np.zeros_like(liver)
+    tumor[2, 4:9, 4:6] = True  # reaches one voxel past the liver's edge
+    cleaned = clean_tumors(tumor, liver, (2.0, 1.0, 1.0), min_volume_mm3=0)
+    assert np.array_equal(cleaned, tumor)
+    far = tumor.copy()
+    far[2, 10, 4] = True  # two voxels out: not the liver's
+    assert not clean_tumors(far, liver, (2.0, 1.0, 1.0), min_volume_mm3=0)[2, 10, 4]
+
+
+def test_liver_box_margin_is_converted_per_axis():
+    grid = Grid((40, 60, 60), spacing=(0.5, 1.0, 4.0))  # x, y, z
+    liver = np.zeros(grid.shape, dtype=bool)
+    liver[20:22, 30:32, 30:32] = True
+    box = liver_box(liver, grid, 8.0)
+    assert box == Box((18, 22, 14), (24, 40, 48))  # 2 slices, 8 rows, 16 columns
+    assert liver_box(liver, grid, 1000.0) == Box((0, 0, 0), grid.shape)

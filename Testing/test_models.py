@@ -1,0 +1,238 @@
+"""Model cards, weights checks, MONAI networks, prediction on a CT grid, and `deepliver train`."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import deepliver
+
+from deepliver.errors import DeepLiverError
+from deepliver.models.card import (
+    CARD_FILE,
+    WEIGHTS_FILE,
+    ModelCard,
+    bundled_models_dir,
+    find_model,
+    list_models,
+    load_card,
+    load_model,
+    save_model,
+    verify_weights,
+)
+from deepliver.models.networks import build_network
+from deepliver.models.predict import dice, predict_mask, predict_probability
+from deepliver.phantom import PhantomSpec, make_phantom
+from deepliver.volume import Volume
+
+
+def tiny_card(architecture="unet2d", **changes) -> ModelCard:
+    values = dict(
+        name=f"tiny-{architecture}",
+        version="0.0.1",
+        stage="liver",
+        architecture=architecture,
+        spacing_mm=(4.0, 4.0, 6.0),
+        hu_window=(-250.0, 350.0),
+        labels={0: "background", 1: "liver"},
+        channels=(4, 8),
+        strides=(2,),
+        num_res_units=0,
+        in_channels=3 if architecture == "unet2d" else 1,
+        roi_size=(32, 32, 1) if architecture == "unet2d" else (16, 16, 8),
+        training={"data": "none", "command": "tests"},
+        metrics={"validation_dice": 0.0},
+    )
+    values.update(changes)
+    return ModelCard(**values)
+
+
+def tiny_model_folder(tmp_path, architecture="unet2d"):
+    card = tiny_card(architecture)
+    torch.manual_seed(0)
+    folder = tmp_path / card.name
+    return folder, save_model(folder, card, build_network(card).state_dict())
+
+
+# --- cards ---------------------------------------------------------------------------------
+
+
+def test_card_round_trip(tmp_path):
+    folder, written = tiny_model_folder(tmp_path)
+    loaded = load_card(folder)
+    assert loaded == written
+    assert loaded.labels == {0: "background", 1: "liver"}
+    assert loaded.spacing_mm == (4.0, 4.0, 6.0)
+    assert len(loaded.sha256) == 64
+    assert ModelCard.from_json(json.loads(json.dumps(loaded.to_json()))) == loaded
+    assert verify_weights(folder) == loaded
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"stage": "spleen"}, "stage"),
+        ({"architecture": "vit"}, "architecture"),
+        ({"spacing_mm": (1.0, 0.0, 1.0)}, "spacing_mm"),
+        ({"hu_window": (300.0, -100.0)}, "hu_window"),
+        ({"labels": {0: "background"}}, "labels"),
+        ({"strides": (2, 2)}, "strides"),
+        ({"in_channels": 2}, "odd"),
+        ({"sha256": "xyz"}, "sha256"),
+    ],
+)
+def test_invalid_cards_are_refused(changes, words):
+    with pytest.raises(DeepLiverError, match=words):
+        tiny_card(**changes)
+
+
+def test_bad_card_files_name_the_file(tmp_path):
+    folder, _ = tiny_model_folder(tmp_path)
+    card_path = folder / CARD_FILE
+    data = json.loads(card_path.read_text())
+    del data["hu_window"]
+    card_path.write_text(json.dumps(data))
+    with pytest.raises(DeepLiverError, match="hu_window") as error:
+        load_card(folder)
+    assert str(card_path) in str(error.value)
+    card_path.write_text("{not json")
+    with pytest.raises(DeepLiverError) as error:
+        load_card(folder)
+    assert str(card_path) in str(error.value)
+    card_path.unlink()
+    with pytest.raises(DeepLiverError, match=CARD_FILE):
+        load_card(folder)
+
+
+def test_missing_folders_are_named(tmp_path, monkeypatch):
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(DeepLiverError, match="not found") as error:
+        load_model(missing)
+    assert str(missing) in str(error.value)
+    monkeypatch.setenv("DEEPLIVER_MODELS", str(missing))
+    with pytest.raises(DeepLiverError, match="DEEPLIVER_MODELS") as error:
+        bundled_models_dir()
+    assert str(missing) in str(error.value)
+
+
+def test_registry_lists_and_finds(tmp_path, monkeypatch):
+    folder, card = tiny_model_folder(tmp_path)
+    monkeypatch.setenv("DEEPLIVER_MODELS", str(tmp_path))
+    assert bundled_models_dir() == tmp_path
+    assert [c.name for c in list_models()] == [card.name]
+    assert find_model(card.name) == folder
+    with pytest.raises(DeepLiverError, match="tiny-unet2d"):
+        find_model("nothing-like-it")
+
+
+def test_weights_that_do_not_match_their_sha256_are_refused(tmp_path):
+    folder, _ = tiny_model_folder(tmp_path)
+    network, card = load_model(folder)
+    assert not network.training
+    weights = folder / WEIGHTS_FILE
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(DeepLiverError, match="sha256") as error:
+        load_model(folder)
+    assert str(weights) in str(error.value)
+    weights.unlink()
+    with pytest.raises(DeepLiverError, match="missing"):
+        load_model(folder)
+
+
+# --- networks and prediction ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("architecture", ["unet2d", "unet3d"])
+def test_networks_give_one_channel_per_label(architecture):
+    card = tiny_card(architecture)
+    network = build_network(card).eval()
+    shape = (2, 3, 32, 48) if architecture == "unet2d" else (1, 1, 8, 16, 24)
+    with torch.inference_mode():
+        out = network(torch.rand(shape))
+    assert out.shape == (shape[0], 2, *shape[2:])
+
+
+@pytest.mark.parametrize("architecture", ["unet2d", "unet3d"])
+def test_predict_mask_lands_on_the_exact_input_grid(oblique_grid, architecture):
+    torch.manual_seed(1)
+    card = tiny_card(architecture)
+    network = build_network(card).eval()
+    rng = np.random.default_rng(0)
+    ct = Volume(rng.integers(-1000, 400, oblique_grid.shape).astype(np.int16), oblique_grid)
+    probability = predict_probability(network, card, ct)
+    assert probability.array.dtype == np.float32
+    assert np.allclose(probability.spacing, card.spacing_mm)
+    assert probability.array.min() >= 0.0 and probability.array.max() <= 1.0
+    mask = predict_mask(network, card, ct)
+    assert mask.grid.same_as(ct.grid)
+    assert mask.array.dtype == np.uint8 and set(np.unique(mask.array)) <= {0, 1}
+
+
+def test_nan_and_constant_volumes_do_not_break_prediction(oblique_grid):
+    card = tiny_card()
+    network = build_network(card).eval()
+    image = np.full(oblique_grid.shape, np.nan, dtype=np.float32)
+    mask = predict_mask(network, card, Volume(image, oblique_grid))
+    assert mask.grid.same_as(oblique_grid)
+
+
+def test_bundled_liver_model_finds_the_liver_of_a_held_out_phantom():
+    folder = find_model("liver-unet2d")
+    network, card = load_model(folder)
+    # Seed 7 is in the evaluation range (0-99) that training never uses; oblique, anisotropic.
+    phantom = make_phantom(PhantomSpec(seed=7, size=(160, 160, 56), orientation="oblique"))
+    mask = predict_mask(network, card, phantom.ct)
+    assert mask.grid.same_as(phantom.ct.grid)
+    assert dice(mask.array, phantom.labels.array > 0) >= LIVER_DICE_FLOOR
+
+
+LIVER_DICE_FLOOR = 0.85
+
+
+def test_bundled_models_are_small_and_verified():
+    total = 0
+    for card in list_models():
+        folder = find_model(card.name)
+        verify_weights(folder)
+        total += (folder / WEIGHTS_FILE).stat().st_size
+        assert card.training.get("command", "").startswith("deepliver train")
+        assert "validation_dice" in card.metrics
+    assert 0 < total < 30 * 2**20
+
+
+# --- training --------------------------------------------------------------------------
+
+
+def test_train_writes_a_model_and_resumes(tmp_path):
+    run = tmp_path / "run"
+    tiny = [
+        "train", "--arch", "unet2d", "--stage", "liver", "--data", "phantom:3",
+        "--validation", "1", "--steps", "2", "--batch", "2", "--phantom-size", "48", "48", "16",
+        "--channels", "4", "8", "--patch", "32", "32", "1", "-o", run, "--progress", "none",
+    ]  # fmt: skip
+    deepliver(*tiny, "--epochs", "1")
+    card = verify_weights(run / "model")
+    assert card.metrics["best_epoch"] == 1 and len(card.metrics["history"]) == 1
+    assert "--data phantom:3" in card.training["command"]
+    load_model(run / "model")
+    cached = sorted(p.name for p in (run / "cache" / "train").glob("*.npy"))
+    assert cached == [f"0100{i}.{kind}.npy" for i in range(3) for kind in ("image", "target")]
+    first = (run / "log.jsonl").read_text().splitlines()
+
+    # Starting again over a run is refused; --resume continues with nothing lost.
+    deepliver(*tiny, "--epochs", "2", expect=1)
+    deepliver(*tiny, "--epochs", "2", "--resume")
+    lines = (run / "log.jsonl").read_text().splitlines()
+    assert lines[:1] == first and [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    card = verify_weights(run / "model")
+    assert [h["epoch"] for h in card.metrics["history"]] == [1, 2]
+    assert card.training["epochs"] == 2
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert checkpoint["epoch"] == 2
+
+    # Resuming with other settings is refused.
+    changed = [a if a != "phantom:3" else "phantom:4" for a in tiny]
+    result = deepliver(*changed, "--epochs", "3", "--resume", expect=1)
+    assert "data" in result.stderr

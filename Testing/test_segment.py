@@ -1,0 +1,117 @@
+"""`deepliver segment` on real files: results on the input's exact grid, bad input refused."""
+
+import json
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+
+from deepliver.cli import main
+from deepliver.io.dicom_read import read_series
+from deepliver.io.dicom_write import write_ct_series
+from deepliver.io.image_files import read_image, write_image
+from deepliver.models.card import bundled_models_dir
+from deepliver.models.predict import dice
+from deepliver.phantom import PhantomSpec, make_phantom
+from deepliver.volume import Box, Volume
+
+
+def segment(*args) -> int:
+    return main(["segment", *map(str, args), "--progress", "none"])
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory):
+    """A phantom whose seed no model was trained on, as a DICOM series and as NIfTI."""
+    folder = tmp_path_factory.mktemp("held-out")
+    phantom = make_phantom(PhantomSpec(seed=7, size=(160, 160, 48), n_tumors=(2, 2)))
+    write_ct_series(phantom.ct, folder / "dicom", uid_entropy="segment-test-7")
+    write_image(phantom.ct, folder / "ct.nii.gz")
+    return folder, phantom
+
+
+def test_dicom_series_gives_every_result_on_its_exact_grid(tmp_path, held_out):
+    folder, phantom = held_out
+    assert segment(folder / "dicom", "-o", tmp_path, "--dicom-seg") == 0
+    ct, identity = read_series(folder / "dicom")
+    labels = read_image(tmp_path / "labels.nii.gz")
+    assert labels.grid.same_as(ct.grid)
+    assert dice(labels.array > 0, phantom.labels.array > 0) >= 0.9
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["series"]["series_uid"] == identity.series_uid
+    voxel_ml = float(np.prod(ct.spacing)) / 1000
+    assert summary["liver_volume_ml"] == pytest.approx((labels.array > 0).sum() * voxel_ml, 1e-3)
+    assert summary["models"][0]["name"] == "liver-unet2d"
+    lesions = json.loads((tmp_path / "lesions.json").read_text())["lesions"]
+    assert len(lesions) == summary["lesion_count"]
+    for name in ("labels.seg.nrrd", "labels.dcm", "lesions.csv", "overview.png"):
+        assert (tmp_path / name).is_file(), name
+
+
+def test_nifti_input_gives_the_same_labels(tmp_path, held_out):
+    folder, _ = held_out
+    assert segment(folder / "ct.nii.gz", "-o", tmp_path / "a") == 0
+    assert segment(folder / "dicom", "-o", tmp_path / "b") == 0
+    a = read_image(tmp_path / "a" / "labels.nii.gz")
+    b = read_image(tmp_path / "b" / "labels.nii.gz")
+    assert a.grid.same_as(b.grid)
+    np.testing.assert_array_equal(a.array, b.array)
+    assert segment(folder / "ct.nii.gz", "-o", tmp_path / "c", "--dicom-seg") == 1
+
+
+def test_a_series_that_is_not_ct_is_refused_unless_forced(tmp_path, held_out, capsys):
+    folder, _ = held_out
+    mr = tmp_path / "mr"
+    shutil.copytree(folder / "dicom", mr)
+    for path in mr.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.Modality = "MR"
+        ds.save_as(path)
+    assert segment(mr, "-o", tmp_path / "out") == 1
+    assert "is MR, not CT" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert segment(mr, "-o", tmp_path / "out", "--force") == 0
+
+
+def test_no_liver_gives_empty_results_and_says_so(tmp_path, capsys):
+    air = Volume.from_array(np.full((8, 64, 64), -1000, np.int16), spacing=(5, 5, 5))
+    write_image(air, tmp_path / "air.nii.gz")
+    assert segment(tmp_path / "air.nii.gz", "-o", tmp_path / "out") == 0
+    assert "no liver found" in capsys.readouterr().out
+    assert not read_image(tmp_path / "out" / "labels.nii.gz").array.any()
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["lesion_count"] == 0
+
+
+def test_a_five_slice_volume_is_segmented_on_its_grid(tmp_path):
+    phantom = make_phantom(PhantomSpec(seed=8, size=(128, 128, 40)))
+    few = phantom.ct.crop(Box((18, 0, 0), (23, 128, 128)))
+    write_image(few, tmp_path / "few.nii.gz")
+    assert segment(tmp_path / "few.nii.gz", "-o", tmp_path / "out") == 0
+    labels = read_image(tmp_path / "out" / "labels.nii.gz")
+    assert labels.shape == (5, 128, 128) and labels.grid.same_as(few.grid)
+
+
+def test_nan_voxels_are_refused(tmp_path, capsys):
+    broken = np.zeros((6, 32, 32), np.float32)
+    broken[2, 3, 4] = np.nan
+    write_image(Volume.from_array(broken), tmp_path / "nan.nrrd")
+    assert segment(tmp_path / "nan.nrrd", "-o", tmp_path / "out") == 1
+    assert "1 voxels are NaN or infinite" in capsys.readouterr().err
+
+
+def test_tampered_or_missing_models_are_refused(tmp_path, held_out, capsys, monkeypatch):
+    folder, _ = held_out
+    models = tmp_path / "models"
+    shutil.copytree(bundled_models_dir(), models)
+    weights = models / "liver-unet2d" / "weights.pt"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    monkeypatch.setenv("DEEPLIVER_MODELS", str(models))
+    assert segment(folder / "ct.nii.gz", "-o", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert "weights.pt" in err and "sha256" in err
+    monkeypatch.setenv("DEEPLIVER_MODELS", str(tmp_path / "nowhere"))
+    assert segment(folder / "ct.nii.gz", "-o", tmp_path / "out") == 1
+    assert "model folder not found" in capsys.readouterr().err

@@ -1,0 +1,159 @@
+"""The liver-then-tumor cascade: the whole volume at coarse resolution finds the liver, the
+liver's box at fine resolution finds the tumors, and both land on the input's exact grid.
+
+Liver model -> largest component, closing, hole filling -> liver box plus a margin -> tumor
+model in the box -> tumors kept inside the liver, specks removed -> labels 0/1/2 on the input
+grid. A run without a tumor model stops after the liver; a run that finds no liver returns
+empty labels and says so.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deepliver.annotation.structures import LIVER, TUMOR
+from deepliver.inference.postprocess import clean_liver, clean_tumors, liver_box
+from deepliver.models.card import ModelCard, find_model, load_model
+from deepliver.models.predict import predict_mask
+from deepliver.progress import Progress
+from deepliver.volume import Volume
+
+# Tumors touch the capsule: the tumor stage sees a margin of tissue around the liver.
+LIVER_MARGIN_MM = 10.0
+
+
+@dataclass(frozen=True)
+class CascadeModels:
+    """The networks of one cascade, loaded and checked, with their cards."""
+
+    liver: tuple[object, ModelCard]
+    tumor: tuple[object, ModelCard] | None = None
+    device: str = "cpu"
+
+    @property
+    def cards(self) -> list[ModelCard]:
+        return [card for _, card in filter(None, (self.liver, self.tumor))]
+
+
+@dataclass
+class CascadeResult:
+    labels: Volume  # uint8 on the input grid: 0 background, 1 liver, 2 tumor
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'cuda' when asked for or when 'auto' finds a GPU, else 'cpu'."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        from deepliver.errors import DeepLiverError
+
+        raise DeepLiverError("--device cuda asked for, but torch sees no CUDA GPU here")
+    return device
+
+
+def load_cascade(family: str = "unet2d", device: str = "auto", root: Path | None = None):
+    """The bundled ``liver-<family>`` model and, when bundled, ``tumor-<family>``."""
+    from deepliver.errors import DeepLiverError
+
+    device = resolve_device(device)
+    liver = load_model(find_model(f"liver-{family}", root), device)
+    try:
+        tumor_folder = find_model(f"tumor-{family}", root)
+    except DeepLiverError:
+        tumor = None
+    else:
+        tumor = load_model(tumor_folder, device)
+    return CascadeModels(liver, tumor, device)
+
+
+def segment(ct: Volume, models: CascadeModels, progress: Progress | None = None) -> CascadeResult:
+    """Labels for a CT volume in HU, on its exact grid."""
+    report = progress or (lambda stage, fraction: None)
+    timings: dict[str, float] = {}
+    labels = np.zeros(ct.shape, dtype=np.uint8)
+
+    report("liver model", 0.0)
+    start = time.perf_counter()
+    network, card = models.liver
+    raw_liver = predict_mask(network, card, ct, models.device).array
+    timings["liver_model"] = time.perf_counter() - start
+
+    report("cleaning the liver", 0.45)
+    start = time.perf_counter()
+    liver = clean_liver(raw_liver, ct.grid)
+    del raw_liver
+    timings["liver_postprocess"] = time.perf_counter() - start
+    if not liver.any():
+        return CascadeResult(ct.with_array(labels), timings, ["no liver found"])
+    labels[liver] = LIVER.label
+    if models.tumor is None:
+        return CascadeResult(ct.with_array(labels), timings, ["no tumor model: liver only"])
+
+    report("tumor model", 0.55)
+    start = time.perf_counter()
+    box = liver_box(liver, ct.grid, LIVER_MARGIN_MM)
+    network, card = models.tumor
+    in_box = predict_mask(network, card, ct.crop(box), models.device)
+    tumor = np.zeros(ct.shape, dtype=bool)
+    tumor[box.slices] = in_box.array.astype(bool)
+    timings["tumor_model"] = time.perf_counter() - start
+
+    report("cleaning the tumors", 0.9)
+    start = time.perf_counter()
+    tumor = clean_tumors(tumor, liver, ct.grid)
+    labels[tumor] = TUMOR.label
+    timings["tumor_postprocess"] = time.perf_counter() - start
+    return CascadeResult(ct.with_array(labels), timings)
+
+
+@dataclass
+class SegmentationRun:
+    result: CascadeResult
+    paths: dict[str, Path]
+    device: str
+
+
+def segment_and_write(
+    ct: Volume,
+    out: Path,
+    *,
+    family: str = "unet2d",
+    device: str = "auto",
+    identity=None,
+    dicom_source: Path | None = None,
+    dicom_seg: bool = False,
+    timings: dict[str, float] | None = None,
+    progress: Progress | None = None,
+) -> SegmentationRun:
+    """What `deepliver segment` does once the CT is read: load the models, run the cascade,
+    write every result under ``out`` (see :func:`deepliver.inference.outputs.write_outputs`)."""
+    from deepliver.inference.outputs import write_outputs
+
+    report = progress or (lambda stage, fraction: None)
+    timings = dict(timings or {})
+    start = time.perf_counter()
+    report("loading the models", 0.0)
+    models = load_cascade(family, device)
+    timings["load_models"] = time.perf_counter() - start
+    result = segment(ct, models, lambda stage, fraction: report(stage, 0.05 + 0.8 * fraction))
+    timings.update(result.timings)
+    report("writing the results", 0.85)
+    paths = write_outputs(
+        ct,
+        result.labels,
+        out,
+        identity=identity,
+        dicom_source=dicom_source,
+        dicom_seg=dicom_seg,
+        models=[{"name": card.name, "version": card.version} for card in models.cards],
+        timings=timings,
+    )
+    return SegmentationRun(result, paths, models.device)

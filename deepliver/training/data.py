@@ -1,0 +1,134 @@
+"""Training cases from generated phantoms, preprocessed once and cached as memory maps.
+
+Seed ranges (disjoint, so a model is never scored on what it was trained on):
+- EVAL_SEEDS 0-99: held out for benchmarks and tests; never used by training.
+- VALIDATION_SEEDS 100-199: validation during training (model selection).
+- TRAIN_SEED_START 1000+: training phantoms 1000, 1001, ...
+
+Each case is stored as two uint8 ``.npy`` files (z, y, x) on the model grid: the image windowed
+to 0..255 and the target (0/1), read back with ``mmap_mode="r"`` so epochs never regenerate or
+resample a phantom.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deepliver.errors import DeepLiverError
+from deepliver.models.predict import normalise
+from deepliver.phantom import PhantomSpec, make_phantom
+from deepliver.progress import Progress
+from deepliver.volume import Box
+
+EVAL_SEEDS = range(0, 100)
+VALIDATION_SEEDS = range(100, 200)
+TRAIN_SEED_START = 1000
+TUMOR_CROP_MARGIN_MM = 15.0
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Case:
+    seed: int
+    image: np.ndarray  # uint8 (z, y, x), window scaled to 0..255
+    target: np.ndarray  # uint8 (z, y, x), 0/1
+    foreground: np.ndarray  # (n, 3) int32 sample of target voxels (may be empty)
+
+
+def parse_data(data: str) -> int:
+    """The N of ``phantom:N`` (the only data source so far)."""
+    kind, _, count = data.partition(":")
+    if kind != "phantom" or not count.isdigit() or int(count) < 1:
+        raise DeepLiverError(
+            f"--data {data!r}: expected phantom:N with N >= 1 (MSD-layout folders come later)"
+        )
+    return int(count)
+
+
+def train_seeds(count: int) -> list[int]:
+    return list(range(TRAIN_SEED_START, TRAIN_SEED_START + count))
+
+
+def validation_seeds(count: int) -> list[int]:
+    if count > len(VALIDATION_SEEDS):
+        raise DeepLiverError(f"at most {len(VALIDATION_SEEDS)} validation phantoms")
+    return list(VALIDATION_SEEDS[:count])
+
+
+def phantom_spec(seed: int, stage: str, size: tuple[int, int, int] | None = None) -> PhantomSpec:
+    """A varied phantom for ``seed``: matrix size, slice count and orientation drawn from it
+    (contrast phase, spacing, anatomy and tumors come from the phantom's own seed)."""
+    rng = np.random.default_rng([seed, 7919])
+    if size is None:
+        sides = (160, 192, 224, 256) if stage == "liver" else (224, 256, 288, 320)
+        side = int(rng.choice(sides))
+        size = (side, side, int(rng.integers(40, 112)))
+    orientation = "oblique" if rng.random() < 0.3 else "axial"
+    return PhantomSpec(seed=seed, size=tuple(size), orientation=orientation)
+
+
+def prepare_case(seed: int, stage: str, spacing, window, size=None) -> tuple[np.ndarray, ...]:
+    """(image uint8, target uint8) of one phantom on the model grid."""
+    phantom = make_phantom(phantom_spec(seed, stage, size))
+    ct, labels = phantom.ct, phantom.labels
+    if stage == "tumor":
+        margin = TUMOR_CROP_MARGIN_MM / ct.spacing[::-1]
+        box = Box.around(labels.array > 0, margin)
+        if box is not None:
+            ct, labels = ct.crop(box), labels.crop(box)
+    image = ct.resampled_to_spacing(spacing)
+    label = labels.resampled_onto(image.grid, label=True).array
+    target = (label == 2) if stage == "tumor" else (label > 0)
+    scaled = np.rint(normalise(image.array, window) * 255.0).astype(np.uint8)
+    return scaled, target.astype(np.uint8)
+
+
+def build_cache(
+    folder: Path,
+    seeds: list[int],
+    stage: str,
+    spacing,
+    window,
+    size=None,
+    progress: Progress | None = None,
+) -> list[Case]:
+    """Cases for ``seeds``, made once under ``folder`` and memory-mapped afterwards."""
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "version": CACHE_VERSION,
+        "stage": stage,
+        "spacing": [float(v) for v in spacing],
+        "window": [float(v) for v in window],
+        "size": list(size) if size else None,
+    }
+    manifest = folder / "cache.json"
+    if manifest.is_file() and json.loads(manifest.read_text())["settings"] != settings:
+        raise DeepLiverError(f"cache {folder} was made with other settings; use a new run folder")
+    manifest.write_text(json.dumps({"settings": settings}, indent=1))
+    cases = []
+    for number, seed in enumerate(seeds):
+        image_path = folder / f"{seed:05d}.image.npy"
+        target_path = folder / f"{seed:05d}.target.npy"
+        if not (image_path.is_file() and target_path.is_file()):
+            image, target = prepare_case(seed, stage, spacing, window, size)
+            for path, array in ((target_path, target), (image_path, image)):
+                temporary = path.with_suffix(".tmp.npy")
+                np.save(temporary, array)
+                temporary.replace(path)
+        image = np.load(image_path, mmap_mode="r")
+        target = np.load(target_path, mmap_mode="r")
+        cases.append(Case(seed, image, target, _foreground_sample(target, seed)))
+        if progress:
+            progress(f"caching phantoms ({folder.name})", (number + 1) / len(seeds))
+    return cases
+
+
+def _foreground_sample(target: np.ndarray, seed: int, limit: int = 20000) -> np.ndarray:
+    points = np.argwhere(np.asarray(target) > 0).astype(np.int32)
+    if len(points) > limit:
+        points = points[np.random.default_rng(seed).choice(len(points), limit, replace=False)]
+    return points

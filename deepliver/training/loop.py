@@ -1,0 +1,338 @@
+"""The training loop: Adam on Dice + cross-entropy, validation Dice per epoch, a checkpoint per
+epoch (written atomically, so a kill leaves the previous one intact), resume, a JSON-lines log,
+and the model folder at the end."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.losses import DiceCELoss
+
+from deepliver.errors import DeepLiverError
+from deepliver.models.card import ModelCard, save_model
+from deepliver.models.networks import build_network, count_parameters
+from deepliver.models.predict import dice, foreground_probability
+from deepliver.progress import Reporter, within
+from deepliver.training import data
+from deepliver.training.patches import augment, sample_batch
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+MODEL_FOLDER = "model"
+
+# Per stage and architecture: spacing (x, y, z) mm, HU window, patch (x, y, z), channels.
+PRESETS = {
+    ("liver", "unet2d"): dict(
+        spacing=(3.0, 3.0, 5.0),
+        window=(-250.0, 350.0),
+        patch=(128, 128, 1),
+        channels=(16, 32, 64, 128),
+        slices=3,
+        batch=16,
+    ),
+    ("tumor", "unet2d"): dict(
+        spacing=(1.0, 1.0, 2.5),
+        window=(-100.0, 250.0),
+        patch=(128, 128, 1),
+        channels=(16, 32, 64, 128),
+        slices=3,
+        batch=16,
+    ),
+    ("liver", "unet3d"): dict(
+        spacing=(3.0, 3.0, 5.0),
+        window=(-250.0, 350.0),
+        patch=(96, 96, 32),
+        channels=(8, 16, 32, 64),
+        slices=1,
+        batch=2,
+    ),
+    ("tumor", "unet3d"): dict(
+        spacing=(1.5, 1.5, 2.5),
+        window=(-100.0, 250.0),
+        patch=(64, 64, 32),
+        channels=(8, 16, 32, 64),
+        slices=1,
+        batch=2,
+    ),
+}
+FOREGROUND_FRACTION = {"liver": 0.6, "tumor": 0.7}
+
+
+@dataclass
+class TrainConfig:
+    arch: str
+    stage: str
+    data: str
+    output: Path
+    epochs: int = 10
+    seed: int = 0
+    steps: int = 100  # per epoch
+    batch: int | None = None
+    validation: int = 4  # phantoms
+    lr: float = 1e-3
+    phantom_size: tuple[int, int, int] | None = None  # fixed (x, y, z); None: varied
+    channels: tuple[int, ...] | None = None
+    patch: tuple[int, int, int] | None = None
+    name: str | None = None
+    version: str = "0.1.0"
+    extra: dict = field(default_factory=dict)
+
+    def resolved(self) -> dict:
+        preset = dict(PRESETS[(self.stage, self.arch)])
+        if self.batch:
+            preset["batch"] = self.batch
+        if self.channels:
+            preset["channels"] = tuple(self.channels)
+        if self.patch:
+            preset["patch"] = tuple(self.patch)
+        return preset
+
+    def command(self) -> str:
+        """The full command line that reproduces this run."""
+        parts = [
+            "deepliver train",
+            f"--arch {self.arch}",
+            f"--stage {self.stage}",
+            f"--data {self.data}",
+            f"-o {self.output}",
+            f"--epochs {self.epochs}",
+            f"--seed {self.seed}",
+            f"--steps {self.steps}",
+            f"--validation {self.validation}",
+            f"--lr {self.lr:g}",
+        ]
+        if self.batch:
+            parts.append(f"--batch {self.batch}")
+        if self.phantom_size:
+            parts.append("--phantom-size " + " ".join(map(str, self.phantom_size)))
+        if self.channels:
+            parts.append("--channels " + " ".join(map(str, self.channels)))
+        if self.patch:
+            parts.append("--patch " + " ".join(map(str, self.patch)))
+        if self.name:
+            parts.append(f"--name {self.name}")
+        return " ".join(parts)
+
+    def identity(self) -> dict:
+        """What must not change between a run and its resume (epochs may grow)."""
+        keep = asdict(self)
+        for key in ("epochs", "output", "extra"):
+            keep.pop(key)
+        keep["phantom_size"] = list(self.phantom_size) if self.phantom_size else None
+        keep["channels"] = list(self.channels) if self.channels else None
+        keep["patch"] = list(self.patch) if self.patch else None
+        return keep
+
+
+def initial_card(config: TrainConfig) -> ModelCard:
+    preset = config.resolved()
+    depth = len(preset["channels"])
+    target = "liver" if config.stage == "liver" else "tumor"
+    return ModelCard(
+        name=config.name or f"{config.stage}-{config.arch}",
+        version=config.version,
+        stage=config.stage,
+        architecture=config.arch,
+        spacing_mm=tuple(preset["spacing"]),
+        hu_window=tuple(preset["window"]),
+        labels={0: "background", 1: target},
+        channels=tuple(preset["channels"]),
+        strides=(2,) * (depth - 1),
+        num_res_units=1,
+        in_channels=preset["slices"],
+        roi_size=tuple(preset["patch"]),
+        description=(
+            f"{config.stage} segmentation, {config.arch}"
+            + (" (2.5D: adjacent slices as channels)" if config.arch == "unet2d" else "")
+            + (", applied inside the liver box" if config.stage == "tumor" else "")
+        ),
+    )
+
+
+def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Path:
+    """Train (or resume) into ``config.output``; returns the model folder."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    run = Path(config.output)
+    checkpoint_path = run / CHECKPOINT
+    state = None
+    if resume:
+        if not checkpoint_path.is_file():
+            raise DeepLiverError(f"--resume: no checkpoint in {run}")
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        saved = json.loads(state["config"])
+        if saved != config.identity():
+            changed = sorted(k for k in saved if saved.get(k) != config.identity().get(k))
+            raise DeepLiverError(
+                f"--resume: {run} was started with other settings ({', '.join(changed)})"
+            )
+    elif checkpoint_path.is_file():
+        raise DeepLiverError(f"{run} already holds a run: add --resume, or use a new folder")
+    run.mkdir(parents=True, exist_ok=True)
+
+    card = initial_card(config)
+    preset = config.resolved()
+    count = data.parse_data(config.data)
+    size = tuple(config.phantom_size) if config.phantom_size else None
+    reporter.stage("caching phantoms", 0.0)
+    cache = run / "cache"
+    train_cases = data.build_cache(
+        cache / "train",
+        data.train_seeds(count),
+        config.stage,
+        card.spacing_mm,
+        card.hu_window,
+        size,
+        within(reporter.stage, 0.0, 0.08),
+    )
+    val_cases = data.build_cache(
+        cache / "validation",
+        data.validation_seeds(config.validation),
+        config.stage,
+        card.spacing_mm,
+        card.hu_window,
+        size,
+        within(reporter.stage, 0.08, 0.1),
+    )
+
+    torch.manual_seed(config.seed)
+    network = build_network(card)
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
+    loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
+    history: list[dict] = []
+    best = {"dice": -1.0, "epoch": 0, "state": None}
+    start_epoch = 0
+    elapsed = 0.0
+    if state is not None:
+        network.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = json.loads(state["history"])
+        best = {"dice": state["best_dice"], "epoch": state["best_epoch"], "state": state["best"]}
+        start_epoch = int(state["epoch"])
+        elapsed = float(state["elapsed"])
+        reporter.log(f"Resuming {run} after epoch {start_epoch}")
+    reporter.log(
+        f"Training {card.name}: {count} phantoms (seeds {data.TRAIN_SEED_START}+), "
+        f"{len(val_cases)} for validation (seeds {data.VALIDATION_SEEDS.start}+), "
+        f"{count_parameters(network):,} parameters, epochs {start_epoch + 1}..{config.epochs}"
+    )
+
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        began = time.perf_counter()
+        rng = np.random.default_rng([config.seed, epoch])
+        generator = torch.Generator().manual_seed(config.seed * 100003 + epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config.lr, epoch, config.epochs)
+        network.train()
+        losses = []
+        for step in range(config.steps):
+            image, target = sample_batch(
+                train_cases, card, preset["batch"], rng, FOREGROUND_FRACTION[config.stage]
+            )
+            image, target = augment(image, target, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_function(network(image), target)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            done = (epoch - 1 + (step + 1) / config.steps) / config.epochs
+            reporter.stage(f"epoch {epoch}/{config.epochs}", 0.1 + 0.85 * done)
+        network.eval()
+        dices = [validation_dice(network, card, case) for case in val_cases]
+        seconds = time.perf_counter() - began
+        elapsed += seconds
+        entry = {
+            "epoch": epoch,
+            "loss": float(np.mean(losses)),
+            "validation_dice": float(np.mean(dices)),
+            "validation_dice_per_case": [round(d, 4) for d in dices],
+            "seconds": round(seconds, 1),
+        }
+        history.append(entry)
+        if entry["validation_dice"] > best["dice"]:
+            best = {
+                "dice": entry["validation_dice"],
+                "epoch": epoch,
+                "state": {k: v.detach().clone() for k, v in network.state_dict().items()},
+            }
+        with open(run / LOG, "a", encoding="utf-8") as log:
+            log.write(json.dumps(entry) + "\n")
+        save_checkpoint(checkpoint_path, network, optimizer, epoch, history, best, elapsed, config)
+        reporter.log(
+            f"epoch {epoch}: loss {entry['loss']:.4f}, validation Dice "
+            f"{entry['validation_dice']:.4f} ({seconds:.0f} s)"
+        )
+
+    reporter.stage("writing the model", 0.97)
+    final = best["state"] if best["state"] is not None else network.state_dict()
+    card = card.with_updates(
+        training={
+            "data": config.data,
+            "train_seeds": f"{data.TRAIN_SEED_START}-{data.TRAIN_SEED_START + count - 1}",
+            "validation_seeds": f"{data.VALIDATION_SEEDS.start}-"
+            f"{data.VALIDATION_SEEDS.start + config.validation - 1}",
+            "eval_seeds_never_used": f"{data.EVAL_SEEDS.start}-{data.EVAL_SEEDS.stop - 1}",
+            "phantom_size": list(size) if size else "varied per seed",
+            "command": config.command(),
+            "epochs": config.epochs,
+            "steps_per_epoch": config.steps,
+            "batch": preset["batch"],
+            "seed": config.seed,
+            "wall_seconds": round(elapsed),
+            "device": "cpu",
+            "torch_threads": torch.get_num_threads(),
+        },
+        metrics={
+            "validation_dice": round(best["dice"], 4),
+            "validation_cases": len(val_cases),
+            "best_epoch": best["epoch"],
+            "history": [
+                {
+                    "epoch": h["epoch"],
+                    "loss": round(h["loss"], 4),
+                    "validation_dice": round(h["validation_dice"], 4),
+                }
+                for h in history
+            ],
+        },
+    )
+    folder = run / MODEL_FOLDER
+    save_model(folder, card, final)
+    reporter.stage("done", 1.0)
+    return folder
+
+
+def learning_rate(base: float, epoch: int, epochs: int) -> float:
+    """Cosine decay from ``base`` to 5% of it over the run (a function of the epoch alone, so a
+    resumed run follows the same schedule)."""
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / max(1, epochs))))
+
+
+def validation_dice(network, card: ModelCard, case: data.Case) -> float:
+    image = np.asarray(case.image, dtype=np.float32) / np.float32(255.0)
+    probability = foreground_probability(network, card, image)
+    return dice(probability >= 0.5, np.asarray(case.target))
+
+
+def save_checkpoint(path: Path, network, optimizer, epoch, history, best, elapsed, config):
+    """Write to a temporary file, then rename: a kill mid-write leaves the last one intact."""
+    state = {
+        "model": network.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "history": json.dumps(history),
+        "best": best["state"],
+        "best_dice": float(best["dice"]),
+        "best_epoch": int(best["epoch"]),
+        "elapsed": float(elapsed),
+        "config": json.dumps(config.identity()),
+    }
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)

@@ -1,0 +1,115 @@
+"""Random training patches from cached cases, and augmentation that keeps left and right.
+
+No flips (the liver is on the patient's right); instead intensity scale/shift, Gaussian noise,
+and a small in-plane zoom and rotation, applied to whole batches with torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deepliver.models.card import ModelCard
+from deepliver.training.data import Case
+
+
+def sample_batch(
+    cases: list[Case],
+    card: ModelCard,
+    batch: int,
+    rng: np.random.Generator,
+    foreground_fraction: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images float32, targets int64 with a channel axis): 2.5D stacks or 3D patches."""
+    px, py, pz = (int(v) for v in card.roi_size)
+    if card.architecture == "unet2d":
+        pz = 1
+    images, targets = [], []
+    for _ in range(batch):
+        case = cases[int(rng.integers(len(cases)))]
+        shape = np.array(case.image.shape)
+        patch = np.array([pz, py, px])
+        if len(case.foreground) and rng.random() < foreground_fraction:
+            centre = case.foreground[int(rng.integers(len(case.foreground)))].astype(np.int64)
+            jitter = (rng.uniform(-0.4, 0.4, 3) * patch).astype(np.int64)
+            start = centre + jitter - patch // 2
+        else:
+            start = np.array(
+                [
+                    rng.integers(-(p // 4), max(1, n - p + p // 4 + 1))
+                    for n, p in zip(shape, patch, strict=True)
+                ]
+            )
+        if card.architecture == "unet2d":
+            k = int(np.clip(start[0], 0, shape[0] - 1))
+            ks = np.clip(
+                k + np.arange(-card.context_slices, card.context_slices + 1), 0, shape[0] - 1
+            )
+            image = _window2d(case.image, ks, start[1:], patch[1:])
+            target = _window2d(case.target, np.array([k]), start[1:], patch[1:])
+        else:
+            image = _window3d(case.image, start, patch)[None]
+            target = _window3d(case.target, start, patch)[None]
+        images.append(image)
+        targets.append(target)
+    image = torch.from_numpy(np.stack(images)).float().div_(255.0)
+    target = torch.from_numpy(np.stack(targets)).long()
+    return image, target
+
+
+def _window2d(array, ks, start_yx, size_yx) -> np.ndarray:
+    """array[ks, y0:y0+h, x0:x0+w] with zeros where it reaches outside."""
+    out = np.zeros((len(ks), *size_yx), dtype=np.uint8)
+    ny, nx = array.shape[1:]
+    y0, x0 = int(start_yx[0]), int(start_yx[1])
+    ys, xs = max(0, y0), max(0, x0)
+    ye, xe = min(ny, y0 + size_yx[0]), min(nx, x0 + size_yx[1])
+    if ye > ys and xe > xs:
+        out[:, ys - y0 : ye - y0, xs - x0 : xe - x0] = array[ks][:, ys:ye, xs:xe]
+    return out
+
+
+def _window3d(array, start, size) -> np.ndarray:
+    out = np.zeros(tuple(size), dtype=np.uint8)
+    lo = np.maximum(0, start)
+    hi = np.minimum(array.shape, start + size)
+    if np.all(hi > lo):
+        source = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        target = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start, strict=True))
+        out[target] = array[source]
+    return out
+
+
+def augment(
+    image: torch.Tensor, target: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Intensity jitter, noise, small zoom and in-plane rotation (no flips)."""
+    n = image.shape[0]
+
+    def uniform(low, high, *shape):
+        return low + (high - low) * torch.rand(n, *shape, generator=generator)
+
+    spatial = image.dim() - 2
+    view = (n,) + (1,) * (spatial + 1)
+    scale = uniform(0.85, 1.15).view(view)
+    shift = uniform(-0.08, 0.08).view(view)
+    noise = uniform(0.0, 0.03).view(view) * torch.randn(image.shape, generator=generator)
+    image = (image * scale + shift + noise).clamp_(0.0, 1.0)
+
+    zoom = uniform(0.85, 1.15)
+    angle = uniform(-10.0, 10.0) * math.pi / 180
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.zeros(n, spatial, spatial + 1)
+    # In-plane (x, y) rotation and zoom; z (3D) untouched.
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
+    if spatial == 3:
+        theta[:, 2, 2] = 1.0
+    grid = F.affine_grid(theta, list(image.shape), align_corners=False)
+    image = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    target = F.grid_sample(
+        target.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False
+    ).long()
+    return image, target
