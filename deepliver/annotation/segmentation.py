@@ -71,17 +71,22 @@ class Segmentation:
             structure_by_label(value)  # refuses a value no structure has
         liver = (labels.array == LIVER.label) | (labels.array == TUMOR.label)
         tumor = labels.array == TUMOR.label
-        segments, masks = [], []
-        if liver.any():
-            segments.append(Segment(LIVER.name, LIVER))
-            masks.append(liver)
-        lesions = lesion_masks(tumor) if split_tumors else ([tumor] if tumor.any() else [])
-        for number, lesion in enumerate(lesions, start=1):
-            name = f"Tumor {number}" if split_tumors else "Tumor"
-            segments.append(Segment(name, TUMOR))
-            masks.append(lesion)
-        stacked = np.stack(masks) if masks else None
-        return cls(labels.grid, tuple(segments), stacked)
+        if split_tumors:
+            numbers, box, count = lesion_labels(tumor)
+        else:
+            numbers, box, count = tumor, Box((0, 0, 0), labels.shape), int(tumor.any())
+        has_liver = bool(liver.any())
+        segments = [Segment(LIVER.name, LIVER)] * has_liver
+        segments += [
+            Segment(f"Tumor {n}" if split_tumors else "Tumor", TUMOR) for n in range(1, count + 1)
+        ]
+        # One allocation for every mask: a series with dozens of lesions stays affordable.
+        masks = np.zeros((len(segments), *labels.shape), dtype=bool)
+        if has_liver:
+            masks[0] = liver
+        for number in range(1, count + 1):
+            masks[has_liver + number - 1][box.slices] = numbers == number
+        return cls(labels.grid, tuple(segments), masks)
 
     def label_map(self) -> Volume:
         """uint8 labels on the grid: structures painted in label order, so a tumor wins."""
