@@ -28,9 +28,15 @@ try:
 except ImportError:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from DeepLiverSlicer import dependencies, environment_problem, segmentations, volumes
+from DeepLiverSlicer import (
+    STORE_FOLDER_SETTING,
+    dependencies,
+    environment_problem,
+    segmentations,
+    volumes,
+)
 from DeepLiverSlicer import inference as glue
-from DeepLiverSlicer.inference import DEVICES, STORE_FOLDER_SETTING, InferenceSession
+from DeepLiverSlicer.inference import DEVICES, InferenceSession
 from DeepLiverSlicer.module_widget import ParameterNodeWidgetMixin, select_first_volume
 from DeepLiverSlicer.runner import CommandRunner
 

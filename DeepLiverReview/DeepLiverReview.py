@@ -28,12 +28,12 @@ except ImportError:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from deepliver.annotation import worklist as wl
-from DeepLiverSlicer import environment_problem, segmentations
+from DeepLiverSlicer import STORE_FOLDER_SETTING, environment_problem, segmentations
 from DeepLiverSlicer import review as glue
 from DeepLiverSlicer.module_widget import ParameterNodeWidgetMixin
 from DeepLiverSlicer.review_session import ReviewSession
 
-SETTINGS = {"store": "DeepLiver/StoreFolder", "reader": "DeepLiver/Reader"}
+SETTINGS = {"store": STORE_FOLDER_SETTING, "reader": "DeepLiver/Reader"}
 
 
 class DeepLiverReview(ScriptedLoadableModule):

@@ -13,6 +13,10 @@ from pathlib import Path
 
 RESOURCES = Path(__file__).resolve().parent / "Resources"
 
+# Where the modules remember the annotation store folder (QSettings): Review and Inference
+# share it, so a model revision lands in the store the reviewer opens.
+STORE_FOLDER_SETTING = "DeepLiver/StoreFolder"
+
 # The oldest Slicer the core runs in: Slicer 5.12 brings Python 3.12 and pydicom 3.0; Slicer 5.10
 # has pydicom 2.4 (the core's DICOM writer needs 3) and Slicer 5.8 has Python 3.9.
 MIN_SLICER = "5.12"

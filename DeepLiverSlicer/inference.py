@@ -31,7 +31,6 @@ from deepliver.volume import Volume
 
 DEVICES = ("auto", "cpu", "cuda")
 # The Review module's setting: both modules use the same annotation store.
-STORE_FOLDER_SETTING = "DeepLiver/StoreFolder"
 LESION_COLUMNS = ("Lesion", "Volume (mL)", "Longest axial diameter (mm)", "Mean HU")
 MODEL_READER = "DeepLiver"  # the reader of a model revision
 INPUT_FILE = "input.nrrd"
