@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from deepliver.annotation.record import (
 )
 from deepliver.annotation.segmentation import Segmentation
 from deepliver.errors import DeepLiverError
+from deepliver.io.checksum import file_sha256
 from deepliver.io.seg_nrrd import read_seg_nrrd, write_seg_nrrd
 from deepliver.io.series_identity import SeriesIdentity, series_fingerprint
 from deepliver.volume import Grid, GridMismatchError
@@ -139,14 +139,6 @@ class FingerprintCheck:
             f"{self.stored[:12]}... in the store, {self.on_disk[:12]}... on disk: slices added, "
             "removed or moved); the annotation may not fit these files"
         )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fp:
-        for block in iter(lambda: fp.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -234,7 +226,7 @@ class AnnotationStore:
                 write_seg_nrrd(segmentation, temporary)
                 with open(temporary, "rb") as fp:
                     os.fsync(fp.fileno())
-                seg_sha256 = _sha256(temporary)
+                seg_sha256 = file_sha256(temporary)
                 os.replace(temporary, seg_path)
                 revision = Revision(
                     number=number,
@@ -522,7 +514,7 @@ class AnnotationStore:
                 raise SeriesChangedError(check.message + " (load with accept_changed to use it)")
         path = revision.seg_path
         try:
-            actual = _sha256(path)
+            actual = file_sha256(path)
         except OSError as error:
             raise RecordError(f"{path}: cannot be read ({error.strerror or error})") from None
         if actual != revision.seg_sha256:

@@ -7,6 +7,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from deepliver.errors import DeepLiverError
+from deepliver.io.atomic import write_atomically
 from deepliver.volume import Volume
 
 SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -40,13 +41,11 @@ def write_image(volume: Volume, path: Path) -> Path:
     suffix = next((s for s in WRITE_SUFFIXES if path.name.lower().endswith(s)), None)
     if suffix is None:
         raise DeepLiverError(f"{path}: unsupported output type (use one of {WRITE_SUFFIXES})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name[: -len(suffix)]}.partial{suffix}")
     try:
-        sitk.WriteImage(volume.to_sitk(), str(partial), useCompression=True)
-        partial.replace(path)
+        write_atomically(
+            path, lambda partial: sitk.WriteImage(volume.to_sitk(), str(partial), True), suffix
+        )
     except RuntimeError as error:
-        partial.unlink(missing_ok=True)
         raise DeepLiverError(f"{path}: cannot be written ({_first_line(error)})") from None
     return path
 

@@ -9,7 +9,6 @@ they did; the weights' sha256 is checked before they are loaded, and they are lo
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from deepliver.errors import DeepLiverError
+from deepliver.io.atomic import write_atomically
+from deepliver.io.checksum import file_sha256
 
 CARD_FILE = "model.json"
 WEIGHTS_FILE = "weights.pt"
@@ -164,14 +165,6 @@ def _is_hex(text: str) -> bool:
     return True
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # --- folders -------------------------------------------------------------------------------
 
 
@@ -204,12 +197,10 @@ def save_model(folder: Path | str, card: ModelCard, state_dict: dict, half: bool
         key: (value.detach().to("cpu").half() if half and value.is_floating_point() else value)
         for key, value in state_dict.items()
     }
-    weights = folder / WEIGHTS_FILE
-    temporary = weights.with_suffix(".tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, weights)
+    weights = write_atomically(folder / WEIGHTS_FILE, lambda path: torch.save(state, path))
     card = card.with_updates(sha256=file_sha256(weights))
-    (folder / CARD_FILE).write_text(json.dumps(card.to_json(), indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(card.to_json(), indent=2) + "\n"
+    write_atomically(folder / CARD_FILE, lambda path: path.write_text(text, encoding="utf-8"))
     return card
 
 

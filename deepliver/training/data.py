@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from deepliver.errors import DeepLiverError
+from deepliver.io.atomic import write_atomically
 from deepliver.models.predict import normalise
 from deepliver.phantom import PhantomSpec, make_phantom
 from deepliver.progress import Progress
@@ -116,9 +117,7 @@ def build_cache(
         if not (image_path.is_file() and target_path.is_file()):
             image, target = prepare_case(seed, stage, spacing, window, size)
             for path, array in ((target_path, target), (image_path, image)):
-                temporary = path.with_suffix(".tmp.npy")
-                np.save(temporary, array)
-                temporary.replace(path)
+                write_atomically(path, lambda temporary, a=array: np.save(temporary, a), ".npy")
         image = np.load(image_path, mmap_mode="r")
         target = np.load(target_path, mmap_mode="r")
         cases.append(Case(seed, image, target, _foreground_sample(target, seed)))

@@ -16,6 +16,7 @@ import torch
 from monai.losses import DiceCELoss
 
 from deepliver.errors import DeepLiverError
+from deepliver.io.atomic import write_atomically
 from deepliver.models.card import ModelCard, save_model
 from deepliver.models.networks import build_network, count_parameters
 from deepliver.models.predict import dice, foreground_probability
@@ -333,6 +334,4 @@ def save_checkpoint(path: Path, network, optimizer, epoch, history, best, elapse
         "elapsed": float(elapsed),
         "config": json.dumps(config.identity()),
     }
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    write_atomically(path, lambda temporary: torch.save(state, temporary))
