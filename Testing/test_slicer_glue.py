@@ -265,6 +265,7 @@ def test_plan_on_a_fresh_slicer():
     assert sorted(plan.pip) == [
         "highdicom>=0.28",
         "jsonschema>=4.20",
+        "matplotlib>=3.8",
         "monai>=1.4",
         "pylibjpeg-openjpeg>=2.3",
         "pylibjpeg>=2.0",

@@ -1,0 +1,1 @@
+"""Evaluation: voxel, surface and lesion metrics, pairing of predictions with truth, reports."""
