@@ -5,15 +5,17 @@ import pytest
 from scipy import ndimage
 
 from deepliver.inference.postprocess import (
+    AIR_HU,
     clean_liver,
     clean_tumors,
     close_mask,
     fill_holes,
     largest_component,
     liver_box,
+    liver_only,
 )
 from deepliver.phantom import PhantomSpec, make_phantom
-from deepliver.volume import Box, Grid
+from deepliver.volume import Box, Grid, Volume
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +133,20 @@ def test_liver_box_margin_is_converted_per_axis():
     box = liver_box(liver, grid, 8.0)
     assert box == Box((18, 22, 14), (24, 40, 48))  # 2 slices, 8 rows, 16 columns
     assert liver_box(liver, grid, 1000.0) == Box((0, 0, 0), grid.shape)
+
+
+def test_liver_only_blanks_tissue_beyond_the_margin_in_millimetres():
+    grid = Grid((10, 40, 40), spacing=(1.0, 1.0, 4.0))  # shape (z, y, x), spacing (x, y, z)
+    ct = Volume(np.full(grid.shape, 60, dtype=np.int16), grid)
+    liver = np.zeros(grid.shape, dtype=bool)
+    liver[5, 20, 10:20] = True  # (z, y, x)
+    gated = liver_only(ct, liver, margin_mm=5.0)
+    assert gated.grid is ct.grid and gated.array.dtype == np.int16
+    row = gated.array[5, 20]
+    assert (row[5:25] == 60).all()  # within 5 mm along x
+    assert row[4] == AIR_HU and row[25] == AIR_HU
+    # Along z one voxel is 4 mm: one slice away is kept, two (8 mm) are not.
+    assert gated.array[4, 20, 15] == 60 and gated.array[3, 20, 15] == AIR_HU
+    assert (ct.array == 60).all()  # the input is left as it was
+    with pytest.raises(ValueError, match="differ in shape"):
+        liver_only(ct, liver[:5])

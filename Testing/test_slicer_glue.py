@@ -267,6 +267,7 @@ def test_plan_on_a_fresh_slicer():
         "jsonschema>=4.20",
         "matplotlib>=3.8",
         "monai>=1.4",
+        "opencv-python-headless>=4.8",
         "pylibjpeg-openjpeg>=2.3",
         "pylibjpeg>=2.0",
         "slicerio>=1.4",

@@ -7,11 +7,22 @@ import os
 import sys
 
 from deepliver import __version__
-from deepliver.cli import compare, convert, demo, evaluate, info, phantom, segment, store, train
+from deepliver.cli import (
+    compare,
+    convert,
+    demo,
+    evaluate,
+    info,
+    phantom,
+    segment,
+    slices,
+    store,
+    train,
+)
 from deepliver.errors import DeepLiverError
 from deepliver.progress import MODES, open_reporter
 
-COMMANDS = (info, convert, phantom, segment, evaluate, compare, demo, store, train)
+COMMANDS = (info, convert, phantom, segment, evaluate, compare, slices, demo, store, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

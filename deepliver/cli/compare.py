@@ -43,8 +43,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
+    from deepliver.datasets import cases_from
     from deepliver.errors import DeepLiverError
-    from deepliver.evaluation.compare import cases_from, compare
+    from deepliver.evaluation.compare import compare
 
     families = [name.strip() for name in args.models.split(",") if name.strip()]
     if not families or len(set(families)) != len(families):

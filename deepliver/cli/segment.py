@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 from deepliver.errors import DeepLiverError
 from deepliver.inference.cascade import segment_and_write
 from deepliver.io.load import load_volume
+from deepliver.models.card import DETECTION_ARCHITECTURES
 from deepliver.progress import Reporter, within
 from deepliver.volume import Volume
 
@@ -34,6 +36,12 @@ def add_parser(subparsers) -> None:
         help="model family: the bundled liver-NAME and tumor-NAME models (default %(default)s)",
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument(
+        "--detector",
+        choices=DETECTION_ARCHITECTURES,
+        help="also find 3D lesion boxes with the bundled tumor-DETECTOR model "
+        "(detections.csv, detections.json)",
+    )
     parser.add_argument(
         "--dicom-seg", action="store_true", help="also write a DICOM SEG (DICOM input only)"
     )
@@ -66,10 +74,15 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
         identity=identity,
         dicom_source=args.input if identity is not None else None,
         dicom_seg=args.dicom_seg,
+        detector=args.detector,
         timings=timings,
         progress=within(reporter.stage, 0.15, 1.0),
     )
-    reporter.log(describe(run.paths["summary"], run.result.notes, run.device))
+    text = describe(run.paths["summary"], run.result.notes, run.device)
+    if "detections_json" in run.paths:
+        found = json.loads(run.paths["detections_json"].read_text())["lesions"]
+        text += f"\nDetector {args.detector}: {len(found)} lesion box(es) in detections.csv"
+    reporter.log(text)
     reporter.result(**run.paths)
     return 0
 
@@ -83,8 +96,6 @@ def require_finite(ct: Volume, path: Path) -> None:
 
 
 def describe(summary_path: Path, notes: list[str], device: str) -> str:
-    import json
-
     data = json.loads(summary_path.read_text())
     models = ", ".join(f"{m['name']} {m['version']}" for m in data["models"]) or "none"
     burden = data["tumor_burden_percent"]

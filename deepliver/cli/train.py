@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from deepliver.models.card import ARCHITECTURES, STAGES
 from deepliver.progress import Reporter
 
 
@@ -18,8 +19,10 @@ def add_parser(subparsers) -> None:
         "RUN/checkpoint.pt is written after every epoch (--resume continues from it), and "
         "RUN/model/ holds weights.pt and model.json at the end.",
     )
-    parser.add_argument("--arch", choices=("unet2d", "unet3d"), required=True)
-    parser.add_argument("--stage", choices=("liver", "tumor"), required=True)
+    parser.add_argument("--arch", choices=ARCHITECTURES, required=True)
+    parser.add_argument(
+        "--stage", choices=STAGES, required=True, help="liver or tumor (U-Nets), detection"
+    )
     parser.add_argument("--data", required=True, help="phantom:N")
     parser.add_argument("-o", "--output", type=Path, required=True, help="run folder")
     parser.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
@@ -65,9 +68,12 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     from deepliver.models.card import load_card
 
     card = load_card(folder)
-    reporter.log(
-        f"Model {card.name} written to {folder}: validation Dice "
-        f"{card.metrics['validation_dice']:.4f} (epoch {card.metrics['best_epoch']})"
+    metric = next(
+        k for k in card.metrics if k.startswith("validation_") and k != "validation_cases"
     )
-    reporter.result(model=folder, validation_dice=card.metrics["validation_dice"])
+    reporter.log(
+        f"Model {card.name} written to {folder}: {metric.replace('_', ' ')} "
+        f"{card.metrics[metric]:.4f} (epoch {card.metrics['best_epoch']})"
+    )
+    reporter.result(model=folder, **{metric: card.metrics[metric]})
     return 0

@@ -1,54 +1,19 @@
 """`deepliver compare`: run several models on the same cases and score them side by side.
 
-Cases come from held-out phantoms made on the fly (``phantom:N``: seeds 0..N-1, which no
-training run uses) or from a dataset folder: the Medical Segmentation Decathlon layout
-(``imagesTs``/``labelsTs`` or ``imagesTr``/``labelsTr``, images named ``<case>_0000.nii.gz``
-or ``<case>.nii.gz``) or case folders with ``ct.nii.gz`` and ``labels.nii.gz`` (what
-``deepliver phantom`` writes). A model is a cascade family: the bundled ``liver-<name>`` and
+Cases come from :mod:`deepliver.datasets` (held-out phantoms, seeds 0..N-1, which no training
+run uses, or a dataset folder). A model is a cascade family: the bundled ``liver-<name>`` and
 ``tumor-<name>`` models.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
+from deepliver.datasets import Case
 from deepliver.errors import DeepLiverError
-from deepliver.evaluation.cases import checked_labels
 from deepliver.evaluation.evaluate import score_case
 from deepliver.evaluation.results import Evaluation
 from deepliver.progress import Progress
-from deepliver.volume import Volume
-
-DEFAULT_PHANTOM_SIZE = (256, 256, 96)
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd")
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    load: Callable[[], tuple[Volume, Volume]]  # (CT in HU, labels 0/1/2) on one grid
-
-
-def cases_from(data: str, size: tuple[int, int, int] = DEFAULT_PHANTOM_SIZE) -> list[Case]:
-    """The cases of ``--data``: ``phantom:N`` or a dataset folder."""
-    kind, _, count = data.partition(":")
-    if kind == "phantom" and count:
-        if not count.isdigit() or not 1 <= int(count) <= 100:
-            raise DeepLiverError(f"--data {data!r}: phantom:N needs 1 <= N <= 100 (seeds 0-99)")
-        return [_phantom_case(seed, size) for seed in range(int(count))]
-    folder = Path(data)
-    if not folder.is_dir():
-        raise DeepLiverError(f"--data {data!r}: neither phantom:N nor a dataset folder")
-    cases = list(_folder_cases(folder))
-    if not cases:
-        raise DeepLiverError(
-            f"{folder}: no cases found (imagesTs/labelsTs, imagesTr/labelsTr, or case folders "
-            "with ct.nii.gz and labels.nii.gz)"
-        )
-    return cases
 
 
 def model_size_mb(family: str) -> float:
@@ -103,68 +68,3 @@ def compare(
     ]
     report("done", 1.0)
     return evaluation
-
-
-# --- cases --------------------------------------------------------------------------------
-
-
-def _phantom_case(seed: int, size: tuple[int, int, int]) -> Case:
-    def load():
-        from deepliver.phantom import PhantomSpec, make_phantom
-
-        phantom = make_phantom(PhantomSpec(seed=seed, size=tuple(size)))
-        return phantom.ct, phantom.labels
-
-    return Case(f"phantom-{seed:02d}", load)
-
-
-def _folder_cases(folder: Path) -> Iterator[Case]:
-    for images, labels in (("imagesTs", "labelsTs"), ("imagesTr", "labelsTr")):
-        if (folder / images).is_dir() and (folder / labels).is_dir():
-            yield from _msd_cases(folder / images, folder / labels)
-            return
-    for case in sorted(p for p in folder.iterdir() if p.is_dir()):
-        ct, labels = _image_in(case, "ct"), _image_in(case, "labels")
-        if ct and labels:
-            yield Case(case.name, _loader(ct, labels))
-
-
-def _msd_cases(images: Path, labels: Path) -> Iterator[Case]:
-    label_files = {_stem(p): p for p in labels.iterdir() if _stem(p)}
-    for image in sorted(images.iterdir()):
-        stem = _stem(image)
-        if not stem:
-            continue
-        name = stem[:-5] if stem.endswith("_0000") else stem
-        if name not in label_files:
-            raise DeepLiverError(f"{image}: no label file {name}.nii.gz in {labels}")
-        yield Case(name, _loader(image, label_files[name]))
-
-
-def _loader(ct_path: Path, labels_path: Path):
-    def load():
-        from deepliver.io.image_files import read_image
-
-        ct, labels = read_image(ct_path), checked_labels(read_image(labels_path), str(labels_path))
-        if not labels.grid.same_as(ct.grid):
-            raise DeepLiverError(
-                f"{labels_path}: not on the grid of {ct_path} "
-                f"({labels.grid.describe_difference(ct.grid)})"
-            )
-        return ct, labels
-
-    return load
-
-
-def _stem(path: Path) -> str | None:
-    name = path.name
-    suffix = next((s for s in IMAGE_SUFFIXES if name.lower().endswith(s)), None)
-    if suffix is None or name.startswith("."):
-        return None
-    return name[: -len(suffix)]
-
-
-def _image_in(folder: Path, stem: str) -> Path | None:
-    return next(
-        (folder / f"{stem}{s}" for s in IMAGE_SUFFIXES if (folder / f"{stem}{s}").is_file()), None
-    )

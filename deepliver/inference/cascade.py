@@ -2,9 +2,9 @@
 liver's box at fine resolution finds the tumors, and both land on the input's exact grid.
 
 Liver model -> largest component, closing, hole filling -> liver box plus a margin -> tumor
-model in the box -> tumors kept inside the liver, specks removed -> labels 0/1/2 on the input
-grid. A run without a tumor model stops after the liver; a run that finds no liver returns
-empty labels and says so.
+model in the box, on the CT blanked beyond 5 mm of the liver -> tumors kept inside the liver,
+specks removed -> labels 0/1/2 on the input grid. A run without a tumor model stops after the
+liver; a run that finds no liver returns empty labels and says so.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from deepliver.annotation.structures import LIVER, TUMOR
-from deepliver.inference.postprocess import clean_liver, clean_tumors, liver_box
+from deepliver.inference.postprocess import clean_liver, clean_tumors, liver_box, liver_only
 from deepliver.models.card import ModelCard, find_model, load_model
 from deepliver.models.predict import predict_mask
 from deepliver.progress import Progress
@@ -101,7 +101,7 @@ def segment(ct: Volume, models: CascadeModels, progress: Progress | None = None)
     start = time.perf_counter()
     box = liver_box(liver, ct.grid, LIVER_MARGIN_MM)
     network, card = models.tumor
-    in_box = predict_mask(network, card, ct.crop(box), models.device)
+    in_box = predict_mask(network, card, liver_only(ct.crop(box), liver[box.slices]), models.device)
     tumor = np.zeros(ct.shape, dtype=bool)
     tumor[box.slices] = in_box.array.astype(bool)
     timings["tumor_model"] = time.perf_counter() - start
@@ -130,11 +130,14 @@ def segment_and_write(
     identity=None,
     dicom_source: Path | None = None,
     dicom_seg: bool = False,
+    detector: str | None = None,
     timings: dict[str, float] | None = None,
     progress: Progress | None = None,
 ) -> SegmentationRun:
     """What `deepliver segment` does once the CT is read: load the models, run the cascade,
-    write every result under ``out`` (see :func:`deepliver.inference.outputs.write_outputs`)."""
+    write every result under ``out`` (see :func:`deepliver.inference.outputs.write_outputs`);
+    with ``detector`` (``fasterrcnn`` or ``yolo``: the bundled ``tumor-<detector>`` model), also
+    3D lesion boxes in ``detections.csv`` / ``detections.json``."""
     from deepliver.inference.outputs import write_outputs
 
     report = progress or (lambda stage, fraction: None)
@@ -142,9 +145,19 @@ def segment_and_write(
     start = time.perf_counter()
     report("loading the models", 0.0)
     models = load_cascade(family, device)
+    boxes_model = load_model(find_model(f"tumor-{detector}"), models.device) if detector else None
     timings["load_models"] = time.perf_counter() - start
     result = segment(ct, models, lambda stage, fraction: report(stage, 0.05 + 0.8 * fraction))
     timings.update(result.timings)
+    detections = None
+    if boxes_model is not None:
+        from deepliver.detection.detect import detect_lesions
+
+        report("lesion boxes", 0.8)
+        start = time.perf_counter()
+        network, card = boxes_model
+        detections = detect_lesions(ct, result.labels.array > 0, network, card, models.device)
+        timings["detector"] = time.perf_counter() - start
     report("writing the results", 0.85)
     paths = write_outputs(
         ct,
@@ -156,4 +169,10 @@ def segment_and_write(
         models=[{"name": card.name, "version": card.version} for card in models.cards],
         timings=timings,
     )
+    if detections is not None:
+        from deepliver.detection.detect import write_detections
+
+        card = boxes_model[1]
+        detector_entry = {"name": card.name, "version": card.version}
+        paths.update(write_detections(detections, out, detector_entry))
     return SegmentationRun(result, paths, models.device)

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from deepliver.annotation.segmentation import LESION_CONNECTIVITY
-from deepliver.volume import Box, Grid
+from deepliver.volume import Box, Grid, Volume
 
 # The liver is one organ joined by faces; a diagonal-only contact is more often a neighbour.
 LIVER_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
@@ -27,6 +27,10 @@ SLICE_CONNECTIVITY[1] = ndimage.generate_binary_structure(2, 1)
 DEFAULT_CLOSING_MM = 5.0
 DEFAULT_MAX_SLICE_HOLE_MM2 = 150.0  # a vessel of about 14 mm; the vena cava is larger
 DEFAULT_MIN_TUMOR_MM3 = 20.0  # a sphere of about 3.4 mm: below what a reader would mark
+# The tumor stage sees the liver and this much around it; farther tissue is blanked to air, so
+# the network never has to tell a tumor from the gallbladder, the stomach or a kidney.
+TUMOR_GATE_MM = 5.0
+AIR_HU = -1000
 
 
 def spacing_zyx(spacing_zyx_or_grid: Grid | tuple[float, float, float]) -> np.ndarray:
@@ -171,3 +175,14 @@ def liver_box(liver_mask: np.ndarray, grid: Grid, margin_mm: float) -> Box | Non
     rounded up) and clipped to the volume; None when there is no liver."""
     margin = np.maximum(0.0, margin_mm) / spacing_zyx(grid)
     return Box.around(np.asarray(liver_mask, dtype=bool), margin - 1e-9)
+
+
+def liver_only(ct: Volume, liver: np.ndarray, margin_mm: float = TUMOR_GATE_MM) -> Volume:
+    """The CT with every voxel farther than ``margin_mm`` from the liver set to air: the input
+    of a tumor model, in training (true liver) and in the cascade (predicted liver)."""
+    liver = np.asarray(liver, dtype=bool)
+    if liver.shape != ct.shape:
+        raise ValueError(f"liver mask {liver.shape} and CT {ct.shape} differ in shape")
+    near = _within_mm(liver, spacing_zyx(ct.grid), margin_mm)
+    gated = np.where(near, ct.array, np.asarray(AIR_HU, dtype=ct.array.dtype))
+    return ct.with_array(gated)

@@ -22,8 +22,10 @@ from deepliver.io.checksum import file_sha256
 CARD_FILE = "model.json"
 WEIGHTS_FILE = "weights.pt"
 CARD_FORMAT = 1
-STAGES = ("liver", "tumor")
-ARCHITECTURES = ("unet2d", "unet3d")
+STAGES = ("liver", "tumor", "detection")
+SEGMENTATION_ARCHITECTURES = ("unet2d", "unet3d")
+DETECTION_ARCHITECTURES = ("fasterrcnn", "yolo")
+ARCHITECTURES = SEGMENTATION_ARCHITECTURES + DETECTION_ARCHITECTURES
 MODELS_ENV = "DEEPLIVER_MODELS"
 
 
@@ -33,8 +35,10 @@ class ModelCard:
 
     name: str
     version: str
-    stage: str  # "liver" | "tumor"
-    architecture: str  # "unet2d" (2.5D: adjacent axial slices as channels) | "unet3d"
+    stage: str  # "liver" | "tumor" (segmentation) | "detection" (tumor boxes per slice)
+    # "unet2d" (2.5D: adjacent axial slices as channels) | "unet3d" | "fasterrcnn" | "yolo"
+    # (detectors: 2.5D slices too; channels are the backbone's stage widths)
+    architecture: str
     spacing_mm: tuple[float, float, float]  # the grid the network sees
     hu_window: tuple[float, float]  # HU clipped to (low, high), then scaled to [0, 1]
     labels: dict[int, str]  # output channel -> name; 0 is background
@@ -58,12 +62,16 @@ class ModelCard:
 
     @property
     def spatial_dims(self) -> int:
-        return 2 if self.architecture == "unet2d" else 3
+        return 3 if self.architecture == "unet3d" else 2
+
+    @property
+    def is_detector(self) -> bool:
+        return self.architecture in DETECTION_ARCHITECTURES
 
     @property
     def context_slices(self) -> int:
-        """Slices on each side of the one predicted (unet2d); 0 for unet3d."""
-        return (self.in_channels - 1) // 2 if self.architecture == "unet2d" else 0
+        """Slices on each side of the one seen (2D networks); 0 for unet3d."""
+        return (self.in_channels - 1) // 2 if self.spatial_dims == 2 else 0
 
     def validate(self) -> None:
         """Raise DeepLiverError naming the first field that is wrong."""
@@ -81,6 +89,8 @@ class ModelCard:
             raise bad(
                 f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}"
             )
+        if (self.stage == "detection") != self.is_detector:
+            raise bad(f"architecture {self.architecture} does not fit stage {self.stage}")
         if len(self.spacing_mm) != 3 or not all(_positive(v) for v in self.spacing_mm):
             raise bad(f"spacing_mm must be 3 positive numbers, got {self.spacing_mm!r}")
         if len(self.hu_window) != 2 or not self.hu_window[0] < self.hu_window[1]:
@@ -93,8 +103,10 @@ class ModelCard:
             raise bad("channels and strides must be positive integers")
         if self.num_res_units < 0:
             raise bad("num_res_units must be >= 0")
-        if self.architecture == "unet2d" and (self.in_channels < 1 or self.in_channels % 2 == 0):
-            raise bad(f"unet2d in_channels (slices) must be odd, got {self.in_channels}")
+        if self.spatial_dims == 2 and (self.in_channels < 1 or self.in_channels % 2 == 0):
+            raise bad(
+                f"{self.architecture} in_channels (slices) must be odd, got {self.in_channels}"
+            )
         if self.architecture == "unet3d" and self.in_channels != 1:
             raise bad(f"unet3d in_channels must be 1, got {self.in_channels}")
         if len(self.roi_size) != 3 or not all(_positive(v) for v in self.roi_size):

@@ -1,4 +1,4 @@
-"""Networks built from a model card, with MONAI's own U-Net."""
+"""Networks built from a model card: MONAI's own U-Net, or one of the detectors."""
 
 from __future__ import annotations
 
@@ -9,11 +9,16 @@ from deepliver.models.card import ModelCard
 
 
 def build_network(card: ModelCard) -> torch.nn.Module:
-    """A MONAI ``UNet``: 2D over ``in_channels`` adjacent slices (unet2d) or 3D (unet3d).
+    """The network a card describes: a detector (see :mod:`deepliver.detection.networks`) or a
+    MONAI ``UNet``: 2D over ``in_channels`` adjacent slices (unet2d) or 3D (unet3d).
 
     Input (batch, in_channels, y, x) or (batch, 1, z, y, x), each spatial size a multiple of
     :func:`size_multiple`; output logits with one channel per label.
     """
+    if card.is_detector:
+        from deepliver.detection.networks import build_detector
+
+        return build_detector(card)
     return UNet(
         spatial_dims=card.spatial_dims,
         in_channels=card.in_channels,

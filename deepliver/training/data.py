@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from deepliver.errors import DeepLiverError
+from deepliver.inference.postprocess import liver_only
 from deepliver.io.atomic import write_atomically
 from deepliver.models.predict import normalise
 from deepliver.phantom import PhantomSpec, make_phantom
@@ -29,7 +30,7 @@ EVAL_SEEDS = range(0, 100)
 VALIDATION_SEEDS = range(100, 200)
 TRAIN_SEED_START = 1000
 TUMOR_CROP_MARGIN_MM = 15.0
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: tumor cases blanked beyond the liver (postprocess.liver_only)
 
 
 @dataclass(frozen=True)
@@ -76,14 +77,15 @@ def prepare_case(seed: int, stage: str, spacing, window, size=None) -> tuple[np.
     """(image uint8, target uint8) of one phantom on the model grid."""
     phantom = make_phantom(phantom_spec(seed, stage, size))
     ct, labels = phantom.ct, phantom.labels
-    if stage == "tumor":
+    if stage in ("tumor", "detection"):  # both work in the liver's box
         margin = TUMOR_CROP_MARGIN_MM / ct.spacing[::-1]
         box = Box.around(labels.array > 0, margin)
         if box is not None:
             ct, labels = ct.crop(box), labels.crop(box)
+        ct = liver_only(ct, labels.array > 0)
     image = ct.resampled_to_spacing(spacing)
     label = labels.resampled_onto(image.grid, label=True).array
-    target = (label == 2) if stage == "tumor" else (label > 0)
+    target = (label > 0) if stage == "liver" else (label == 2)
     scaled = np.rint(normalise(image.array, window) * 255.0).astype(np.uint8)
     return scaled, target.astype(np.uint8)
 

@@ -63,7 +63,45 @@ PRESETS = {
         batch=2,
     ),
 }
+for _arch in ("fasterrcnn", "yolo"):
+    PRESETS[("detection", _arch)] = dict(
+        spacing=(1.5, 1.5, 2.5),
+        window=(-100.0, 250.0),
+        patch=(256, 256, 1),  # the canvas: 384 mm at 1.5 mm holds any liver crop
+        channels=(16, 32, 64, 128),  # backbone stage widths
+        slices=3,
+        batch=8,
+    )
 FOREGROUND_FRACTION = {"liver": 0.6, "tumor": 0.7}
+
+
+class SegmentationTask:
+    """What the loop needs from a segmentation network: a batch loss and validation Dice."""
+
+    metric = "validation_dice"
+
+    def __init__(self, card: ModelCard, batch: int, foreground_fraction: float) -> None:
+        self.card, self.batch, self.fraction = card, batch, foreground_fraction
+        # Batch Dice: one Dice over the batch, so patches without a tumor do not each count
+        # as a perfect or a failed case.
+        self.loss_function = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+
+    def loss(self, network, cases, rng: np.random.Generator, generator: torch.Generator):
+        image, target = sample_batch(cases, self.card, self.batch, rng, self.fraction)
+        image, target = augment(image, target, generator)
+        return self.loss_function(network(image), target)
+
+    def validate(self, network, cases) -> tuple[float, list[float]]:
+        dices = [validation_dice(network, self.card, case) for case in cases]
+        return float(np.mean(dices)), dices
+
+
+def make_task(card: ModelCard, preset: dict, stage: str):
+    if card.is_detector:
+        from deepliver.detection.training import DetectionTask
+
+        return DetectionTask(card, preset["batch"])
+    return SegmentationTask(card, preset["batch"], FOREGROUND_FRACTION[stage])
 
 
 @dataclass
@@ -86,6 +124,11 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def resolved(self) -> dict:
+        if (self.stage, self.arch) not in PRESETS:
+            raise DeepLiverError(
+                f"--arch {self.arch} does not fit --stage {self.stage} (detectors: --stage "
+                "detection; U-Nets: --stage liver or tumor)"
+            )
         preset = dict(PRESETS[(self.stage, self.arch)])
         if self.batch:
             preset["batch"] = self.batch
@@ -136,6 +179,7 @@ def initial_card(config: TrainConfig) -> ModelCard:
     preset = config.resolved()
     depth = len(preset["channels"])
     target = "liver" if config.stage == "liver" else "tumor"
+    kind = "detection" if config.stage == "detection" else "segmentation"
     return ModelCard(
         name=config.name or f"{config.stage}-{config.arch}",
         version=config.version,
@@ -150,9 +194,9 @@ def initial_card(config: TrainConfig) -> ModelCard:
         in_channels=preset["slices"],
         roi_size=tuple(preset["patch"]),
         description=(
-            f"{config.stage} segmentation, {config.arch}"
-            + (" (2.5D: adjacent slices as channels)" if config.arch == "unet2d" else "")
-            + (", applied inside the liver box" if config.stage == "tumor" else "")
+            f"{target} {kind}, {config.arch}"
+            + (" (2.5D: adjacent slices as channels)" if config.arch != "unet3d" else "")
+            + (", applied inside the liver box" if config.stage != "liver" else "")
         ),
     )
 
@@ -205,7 +249,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Path
     torch.manual_seed(config.seed)
     network = build_network(card)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
-    loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
+    task = make_task(card, preset, config.stage)
     history: list[dict] = []
     best = {"dice": -1.0, "epoch": 0, "state": None}
     start_epoch = 0
@@ -233,32 +277,28 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Path
         network.train()
         losses = []
         for step in range(config.steps):
-            image, target = sample_batch(
-                train_cases, card, preset["batch"], rng, FOREGROUND_FRACTION[config.stage]
-            )
-            image, target = augment(image, target, generator)
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_function(network(image), target)
+            loss = task.loss(network, train_cases, rng, generator)
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
             done = (epoch - 1 + (step + 1) / config.steps) / config.epochs
             reporter.stage(f"epoch {epoch}/{config.epochs}", 0.1 + 0.85 * done)
         network.eval()
-        dices = [validation_dice(network, card, case) for case in val_cases]
+        score, per_case = task.validate(network, val_cases)
         seconds = time.perf_counter() - began
         elapsed += seconds
         entry = {
             "epoch": epoch,
             "loss": float(np.mean(losses)),
-            "validation_dice": float(np.mean(dices)),
-            "validation_dice_per_case": [round(d, 4) for d in dices],
+            task.metric: score,
+            f"{task.metric}_per_case": [round(d, 4) for d in per_case],
             "seconds": round(seconds, 1),
         }
         history.append(entry)
-        if entry["validation_dice"] > best["dice"]:
+        if score > best["dice"]:
             best = {
-                "dice": entry["validation_dice"],
+                "dice": score,
                 "epoch": epoch,
                 "state": {k: v.detach().clone() for k, v in network.state_dict().items()},
             }
@@ -266,8 +306,8 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Path
             log.write(json.dumps(entry) + "\n")
         save_checkpoint(checkpoint_path, network, optimizer, epoch, history, best, elapsed, config)
         reporter.log(
-            f"epoch {epoch}: loss {entry['loss']:.4f}, validation Dice "
-            f"{entry['validation_dice']:.4f} ({seconds:.0f} s)"
+            f"epoch {epoch}: loss {entry['loss']:.4f}, {task.metric.replace('_', ' ')} "
+            f"{score:.4f} ({seconds:.0f} s)"
         )
 
     reporter.stage("writing the model", 0.97)
@@ -290,14 +330,14 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Path
             "torch_threads": torch.get_num_threads(),
         },
         metrics={
-            "validation_dice": round(best["dice"], 4),
+            task.metric: round(best["dice"], 4),
             "validation_cases": len(val_cases),
             "best_epoch": best["epoch"],
             "history": [
                 {
                     "epoch": h["epoch"],
                     "loss": round(h["loss"], 4),
-                    "validation_dice": round(h["validation_dice"], 4),
+                    task.metric: round(h[task.metric], 4),
                 }
                 for h in history
             ],

@@ -1,0 +1,174 @@
+"""Detectors: slice linking, detection metrics computed by hand, the two networks learning a
+box, training and `deepliver segment --detector` end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import deepliver
+
+from deepliver.detection.linking import link_slices
+from deepliver.detection.losses import yolo_loss
+from deepliver.detection.metrics import average_precision, box_iou_3d, lesion_recall
+from deepliver.detection.networks import YoloDetector, build_fasterrcnn
+from deepliver.detection.training import detect, place
+from deepliver.errors import DeepLiverError
+from deepliver.models.card import ModelCard, bundled_models_dir, load_card
+
+
+def boxes(*rows) -> np.ndarray:
+    return np.array(rows, dtype=np.float32).reshape(-1, 4)
+
+
+def test_linking_joins_overlapping_boxes_across_slices_and_bridges_one_gap():
+    per_slice = {
+        3: (boxes([10, 10, 20, 20]), np.array([0.9])),
+        4: (boxes([11, 10, 21, 21], [50, 50, 60, 60]), np.array([0.8, 0.4])),
+        6: (boxes([10, 11, 20, 22]), np.array([0.7])),  # slice 5 missed: one gap is bridged
+        9: (boxes([10, 10, 20, 20]), np.array([0.6])),  # two slices later: a new lesion
+    }
+    tracks = link_slices(per_slice)
+    assert [sorted(t.boxes) for t in tracks] == [[3, 4, 6], [9], [4]]
+    start, stop = tracks[0].box_ijk()
+    assert start.tolist() == [10, 10, 3] and stop.tolist() == [21, 22, 7]
+    assert tracks[0].score == pytest.approx(0.9) and tracks[2].score == pytest.approx(0.4)
+
+
+def test_average_precision_by_hand():
+    truth = [boxes([0, 0, 10, 10]), boxes()]
+    perfect = [(boxes([0, 0, 10, 10]), np.array([0.9])), (boxes(), np.array([]))]
+    assert average_precision(perfect, truth) == pytest.approx(1.0)
+    # A false positive ranked above the true one: precision 0 then 1/2 at recall 1 -> AP 0.5.
+    worse = [(boxes([0, 0, 10, 10]), np.array([0.8])), (boxes([5, 5, 9, 9]), np.array([0.9]))]
+    assert average_precision(worse, truth) == pytest.approx(0.5)
+    # IoU 50/150 = 1/3 < 0.5: not a hit.
+    shifted = [(boxes([5, 0, 15, 10]), np.array([0.9])), (boxes(), np.array([]))]
+    assert average_precision(shifted, truth) == pytest.approx(0.0)
+    assert average_precision(perfect, [boxes(), boxes()]) is None
+
+
+def test_lesion_recall_one_to_one_in_3d():
+    truth = np.array([[0, 0, 0, 10, 10, 10], [20, 20, 20, 30, 30, 30]], dtype=float)
+    predicted = np.array(
+        [[1, 1, 1, 10, 10, 10], [0, 0, 0, 10, 10, 11], [50, 50, 50, 60, 60, 60]], dtype=float
+    )
+    assert box_iou_3d(predicted[:1], truth[:1])[0, 0] == pytest.approx(729 / 1000)
+    # Two boxes on lesion 1 count once; the second and the far one are false positives.
+    assert lesion_recall(predicted, truth) == (1, 1, 2)
+    assert lesion_recall(predicted[:0], truth) == (0, 2, 0)
+
+
+def synthetic_batch(n: int = 4, size: int = 64):
+    """Bright squares on noise, one per image, at known places."""
+    generator = np.random.default_rng(0)
+    images = generator.uniform(0.0, 0.2, (n, 3, size, size)).astype(np.float32)
+    truth = []
+    for i in range(n):
+        x, y = 8 + 10 * i, 30 - 5 * i
+        images[i, :, y : y + 14, x : x + 14] = 0.9
+        truth.append(torch.tensor([[x, y, x + 14, y + 14]], dtype=torch.float32))
+    return torch.from_numpy(images), truth
+
+
+def iou(a, b) -> float:
+    from torchvision.ops import box_iou
+
+    return float(box_iou(torch.as_tensor(a)[None], torch.as_tensor(b)[None])[0, 0])
+
+
+def test_yolo_detector_learns_a_box_with_negatives_in_the_batch():
+    torch.manual_seed(0)
+    images, truth = synthetic_batch()
+    images = torch.cat([images, torch.full((2, 3, 64, 64), 0.1)])  # slices without lesions
+    truth = truth + [torch.zeros(0, 4), torch.zeros(0, 4)]
+    model = YoloDetector(3, (8, 16, 32, 32))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(120):
+        optimizer.zero_grad()
+        loss = yolo_loss(model, model(images), truth)
+        loss.backward()
+        optimizer.step()
+        first = first if first is not None else loss.item()
+    assert float(loss) < first / 3
+    model.eval()
+    found = model.detect(images, score_threshold=0.3)
+    for result, expected in zip(found[:4], truth[:4], strict=True):
+        assert len(result["boxes"]) >= 1 and iou(result["boxes"][0], expected[0]) > 0.5
+    assert all(len(r["boxes"]) == 0 for r in found[4:])  # nothing on the empty slices
+
+
+def test_fasterrcnn_trains_on_slices_with_and_without_boxes():
+    torch.manual_seed(0)
+    images, truth = synthetic_batch(2)
+    targets = [{"boxes": b, "labels": torch.ones(1, dtype=torch.int64)} for b in truth]
+    targets.append({"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)})
+    images = torch.cat([images, torch.full((1, 3, 64, 64), 0.1)])
+    model = build_fasterrcnn(3, (8, 16, 32, 32), 64)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(25):
+        optimizer.zero_grad()
+        loss = sum(model(list(images), targets).values())
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+    card = ModelCard(
+        name="t", version="1", stage="detection", architecture="fasterrcnn",
+        spacing_mm=(1.5, 1.5, 2.5), hu_window=(-100, 250), labels={0: "background", 1: "tumor"},
+        channels=(8, 16, 32, 32), in_channels=3, roi_size=(64, 64, 1),
+    )  # fmt: skip
+    results = detect(model, card, (images.numpy() * 255).astype(np.uint8))
+    assert len(results) == 3 and all(b.shape[1:] == (4,) for b, _ in results)
+    assert model.training  # detect() leaves the mode as it found it
+
+
+def test_place_puts_a_slice_into_the_canvas_and_crops_a_large_one():
+    planes = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4) + 1
+    inside = place(planes, 6, (-1, -2))
+    assert (inside[:, 1:4, 2:6] == planes).all() and inside[:, 0].sum() == 0
+    cropped = place(planes, 2, (1, 1))
+    assert (cropped == planes[:, 1:3, 1:3]).all()
+
+
+def test_detector_cards_must_fit_their_stage():
+    with pytest.raises(DeepLiverError, match="does not fit stage"):
+        ModelCard(
+            name="x", version="1", stage="tumor", architecture="yolo", spacing_mm=(1, 1, 1),
+            hu_window=(0, 1), labels={0: "background", 1: "tumor"}, in_channels=3,
+        )  # fmt: skip
+
+
+def test_train_a_detector_then_segment_with_it(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    deepliver(
+        "train", "--arch", "yolo", "--stage", "detection", "--data", "phantom:2",
+        "--validation", "1", "--steps", "2", "--epochs", "1", "--phantom-size", "64", "64", "20",
+        "--name", "tumor-yolo", "-o", run, "--progress", "none",
+    )  # fmt: skip
+    card = load_card(run / "model")
+    assert card.architecture == "yolo" and "validation_ap50" in card.metrics
+    assert "--arch yolo --stage detection" in card.training["command"]
+
+    models = tmp_path / "models"
+    shutil.copytree(bundled_models_dir(), models)
+    if (models / "tumor-yolo").exists():
+        shutil.rmtree(models / "tumor-yolo")
+    shutil.copytree(run / "model", models / "tumor-yolo")
+    monkeypatch.setenv("DEEPLIVER_MODELS", str(models))
+    deepliver("phantom", tmp_path / "p", "--size", "64", "64", "24", "--seed", "2")
+    out = tmp_path / "out"
+    deepliver("segment", tmp_path / "p" / "ct.nii.gz", "-o", out, "--detector", "yolo")
+    found = json.loads((out / "detections.json").read_text())
+    assert found["detector"]["name"] == "tumor-yolo"
+    header = (out / "detections.csv").read_text().splitlines()[0]
+    assert header.startswith("lesion,score,slices")
+    assert len((out / "detections.csv").read_text().splitlines()) == 1 + len(found["lesions"])
+
+    deepliver("train", "--arch", "yolo", "--stage", "liver", "--data", "phantom:1", "-o",
+              tmp_path / "bad", expect=1)  # fmt: skip

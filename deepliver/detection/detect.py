@@ -1,0 +1,141 @@
+"""3D lesion boxes from a detector: per-slice boxes inside the liver, linked across slices.
+
+The detector sees what it was trained on: the liver's box (plus a margin), blanked beyond the
+liver, on its card's grid, windowed, one 2.5D slice at a time in a square canvas. Boxes whose
+centre lies outside the liver are dropped; the rest are linked into 3D boxes
+(:mod:`deepliver.detection.linking`) and reported in LPS millimetres with a score.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deepliver.detection.linking import link_slices
+from deepliver.detection.training import detect, place, stack
+from deepliver.inference.postprocess import liver_box, liver_only
+from deepliver.io.atomic import write_atomically
+from deepliver.models.card import ModelCard
+from deepliver.models.predict import normalise
+from deepliver.volume import Volume
+
+LIVER_MARGIN_MM = 15.0  # as the training crops (deepliver.training.data.TUMOR_CROP_MARGIN_MM)
+BOX_SCORE = 0.3  # per-slice boxes kept for linking
+LESION_SCORE = 0.5  # a 3D lesion is reported when its best slice scores this much
+BATCH = 8
+DETECTIONS_CSV = "detections.csv"
+DETECTIONS_JSON = "detections.json"
+
+
+@dataclass(frozen=True)
+class DetectedLesion:
+    number: int
+    score: float
+    slices: int  # on the detector's grid
+    box_min_lps_mm: tuple[float, float, float]
+    box_max_lps_mm: tuple[float, float, float]
+
+    @property
+    def size_mm(self) -> tuple[float, float, float]:
+        return tuple(
+            float(b - a) for a, b in zip(self.box_min_lps_mm, self.box_max_lps_mm, strict=True)
+        )
+
+
+def detect_lesions(
+    ct: Volume, liver: np.ndarray, network, card: ModelCard, device: str = "cpu"
+) -> list[DetectedLesion]:
+    """Lesion boxes in the liver of ``ct`` (HU), numbered by score, best first."""
+    box = liver_box(liver, ct.grid, LIVER_MARGIN_MM)
+    if box is None:
+        return []
+    crop = liver_only(ct.crop(box), liver[box.slices])
+    seen = crop.resampled_to_spacing(card.spacing_mm)
+    image = np.rint(normalise(seen.array, card.hu_window) * 255.0).astype(np.uint8)
+    inside = Volume(liver[box.slices].astype(np.uint8), crop.grid)
+    inside = inside.resampled_onto(seen.grid, label=True, fill=0).array > 0
+    per_slice = _boxes_per_slice(network, card, image, inside, device)
+    tracks = [t for t in link_slices(per_slice) if t.score >= LESION_SCORE]
+    lesions = []
+    for number, track in enumerate(tracks, start=1):
+        start, stop = track.box_ijk()
+        corners = seen.grid.index_to_physical(np.stack([start - 0.5, stop - 0.5]))
+        lesions.append(
+            DetectedLesion(
+                number,
+                round(track.score, 4),
+                len(track.boxes),
+                tuple(float(v) for v in corners.min(axis=0)),
+                tuple(float(v) for v in corners.max(axis=0)),
+            )
+        )
+    return lesions
+
+
+def _boxes_per_slice(network, card, image, inside, device) -> dict:
+    size = int(card.roi_size[0])
+    start = tuple(max(0, (n - size) // 2) for n in image.shape[1:])  # a big crop: its middle
+    slices = [k for k in range(image.shape[0]) if inside[k].any()]
+    per_slice = {}
+    for first in range(0, len(slices), BATCH):
+        ks = slices[first : first + BATCH]
+        batch = np.stack([place(stack(image, k, card.context_slices), size, start) for k in ks])
+        for k, (boxes, scores) in zip(ks, detect(network, card, batch, device), strict=True):
+            boxes = boxes + np.array([start[1], start[0], start[1], start[0]], dtype=np.float32)
+            keep = (scores >= BOX_SCORE) & _centre_inside(boxes, inside[k])
+            if keep.any():
+                per_slice[k] = (boxes[keep], scores[keep])
+    return per_slice
+
+
+def _centre_inside(boxes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=bool)
+    x = np.clip(((boxes[:, 0] + boxes[:, 2]) / 2).astype(int), 0, mask.shape[1] - 1)
+    y = np.clip(((boxes[:, 1] + boxes[:, 3]) / 2).astype(int), 0, mask.shape[0] - 1)
+    return mask[y, x]
+
+
+def write_detections(lesions: list[DetectedLesion], folder: Path, detector: dict) -> dict:
+    """``detections.csv`` and ``detections.json`` (with the detector's name and version)."""
+    rows = [
+        {
+            "lesion": f"Lesion {lesion.number}",
+            "score": lesion.score,
+            "slices": lesion.slices,
+            **{
+                f"min_{a}_mm": round(v, 2)
+                for a, v in zip("xyz", lesion.box_min_lps_mm, strict=True)
+            },
+            **{
+                f"max_{a}_mm": round(v, 2)
+                for a, v in zip("xyz", lesion.box_max_lps_mm, strict=True)
+            },
+            **{f"size_{a}_mm": round(v, 2) for a, v in zip("xyz", lesion.size_mm, strict=True)},
+        }
+        for lesion in lesions
+    ]
+    text = io.StringIO()
+    columns = list(rows[0]) if rows else ["lesion", "score", "slices"]
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    folder = Path(folder)
+    csv_path = write_atomically(
+        folder / DETECTIONS_CSV, lambda p: p.write_text(text.getvalue(), encoding="utf-8")
+    )
+    payload = {
+        "detector": detector,
+        "coordinates": "LPS mm, box corners",
+        "lesions": [asdict(lesion) for lesion in lesions],
+    }
+    json_path = write_atomically(
+        folder / DETECTIONS_JSON,
+        lambda p: p.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8"),
+    )
+    return {"detections_csv": csv_path, "detections_json": json_path}

@@ -1,0 +1,73 @@
+"""Per-slice boxes linked across neighbouring slices into 3D lesion boxes.
+
+A detector sees one slice at a time; a lesion shows up as boxes on consecutive slices that
+overlap in the plane. Boxes are linked greedily slice by slice to the open track whose last box
+overlaps most (IoU >= ``min_iou``), allowing ``max_gap`` missed slices; each track becomes one
+3D box (the union of its boxes over its slice range) scored by its best slice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from torchvision.ops import box_iou
+
+LINK_IOU = 0.3
+MAX_GAP = 1
+
+
+@dataclass
+class Track:
+    """One lesion's boxes, slice by slice: index k -> (x0, y0, x1, y1) pixel edges."""
+
+    boxes: dict[int, np.ndarray] = field(default_factory=dict)
+    scores: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def last(self) -> int:
+        return max(self.boxes)
+
+    @property
+    def score(self) -> float:
+        return max(self.scores.values())
+
+    def box_ijk(self) -> tuple[np.ndarray, np.ndarray]:
+        """(start, stop) voxel edges as (i, j, k): columns, rows, slices."""
+        stacked = np.stack(list(self.boxes.values()))
+        start = np.array([stacked[:, 0].min(), stacked[:, 1].min(), min(self.boxes)])
+        stop = np.array([stacked[:, 2].max(), stacked[:, 3].max(), self.last + 1])
+        return start.astype(np.float64), stop.astype(np.float64)
+
+
+def link_slices(
+    per_slice: dict[int, tuple[np.ndarray, np.ndarray]],
+    min_iou: float = LINK_IOU,
+    max_gap: int = MAX_GAP,
+) -> list[Track]:
+    """``per_slice``: k -> (boxes (n, 4), scores (n,)). Tracks ordered by score, best first."""
+    import torch
+
+    open_tracks: list[Track] = []
+    done: list[Track] = []
+    for k in sorted(per_slice):
+        boxes, scores = per_slice[k]
+        still_open = []
+        for track in open_tracks:
+            (still_open if k - track.last <= max_gap + 1 else done).append(track)
+        open_tracks = still_open
+        for index in np.argsort(-np.asarray(scores)):
+            box = np.asarray(boxes[index], dtype=np.float64)
+            best, best_iou = None, min_iou
+            for track in (t for t in open_tracks if t.last < k):  # one box per slice per track
+                last = torch.from_numpy(track.boxes[track.last][None])
+                iou = float(box_iou(last, torch.from_numpy(box[None]))[0, 0])
+                if iou >= best_iou:
+                    best, best_iou = track, iou
+            if best is None:
+                best = Track()
+                open_tracks.append(best)
+            best.boxes[k] = box
+            best.scores[k] = float(scores[index])
+    done += open_tracks
+    return sorted(done, key=lambda t: -t.score)

@@ -1,0 +1,185 @@
+"""The two detectors, on one small CNN with a feature pyramid, sized for a CPU.
+
+Both see 2.5D slices of the liver crop (the slice and its neighbours as 3 channels, windowed to
+0..1) padded to a square; both return, per image, boxes (x0, y0, x1, y1 in pixel-edge
+coordinates), scores and labels (1 = tumor), as torchvision detectors do.
+
+- :func:`build_fasterrcnn`: torchvision's ``FasterRCNN`` (region proposals, RoIAlign, box head)
+  on the pyramid, with anchors and a box head scaled down to lesions of 5-80 mm.
+- :class:`YoloDetector`: single stage, YOLOv3-style: three grid scales (strides 8, 16, 32),
+  three anchors each, objectness, class score and box per anchor, non-maximum suppression.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.ops import MultiScaleRoIAlign, batched_nms
+
+PYRAMID_LEVELS = ("0", "1", "2")  # strides 8, 16, 32
+STRIDES = (8, 16, 32)
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+class _Residual(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv(channels, channels), _conv(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class TinyBackbone(nn.Module):
+    """Stem (stride 2) and four stages that halve the size: strides 4, 8, 16, 32."""
+
+    def __init__(self, in_channels: int, widths: tuple[int, ...]) -> None:
+        super().__init__()
+        self.stem = _conv(in_channels, widths[0] // 2, stride=2)
+        previous = widths[0] // 2
+        for number, width in enumerate(widths, start=1):
+            stage = nn.Sequential(_conv(previous, width, stride=2), _Residual(width))
+            self.add_module(f"stage{number}", stage)
+            previous = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # only used through the FPN wrapper
+        for module in self.children():
+            x = module(x)
+        return x
+
+
+def feature_pyramid(in_channels: int, widths: tuple[int, ...], out_channels: int):
+    """Backbone + FPN: feature maps "0", "1", "2" at strides 8, 16, 32 and "pool" at 64."""
+    if len(widths) != 4:
+        raise ValueError(f"the backbone has 4 stages, got widths {widths}")
+    body = TinyBackbone(in_channels, tuple(widths))
+    return BackboneWithFPN(
+        body,
+        return_layers={"stage2": "0", "stage3": "1", "stage4": "2"},
+        in_channels_list=list(widths[1:]),
+        out_channels=out_channels,
+    )
+
+
+def build_fasterrcnn(
+    in_channels: int, widths: tuple[int, ...], size: int, out_channels: int = 64
+) -> FasterRCNN:
+    """A compact Faster R-CNN for ``size`` x ``size`` inputs (no resizing: scale stays 1)."""
+    backbone = feature_pyramid(in_channels, widths, out_channels)
+    anchors = AnchorGenerator(
+        sizes=((8, 16), (24, 40), (56, 80), (112, 160)),
+        aspect_ratios=((0.5, 1.0, 2.0),) * 4,
+    )
+    return FasterRCNN(
+        backbone,
+        num_classes=None,
+        min_size=size,
+        max_size=size,
+        image_mean=[0.0] * in_channels,
+        image_std=[1.0] * in_channels,
+        rpn_anchor_generator=anchors,
+        rpn_pre_nms_top_n_train=600,
+        rpn_post_nms_top_n_train=300,
+        rpn_pre_nms_top_n_test=300,
+        rpn_post_nms_top_n_test=100,
+        rpn_batch_size_per_image=128,
+        box_roi_pool=MultiScaleRoIAlign(list(PYRAMID_LEVELS), output_size=7, sampling_ratio=2),
+        box_head=TwoMLPHead(out_channels * 7 * 7, 256),
+        box_predictor=FastRCNNPredictor(256, 2),
+        box_batch_size_per_image=128,
+        box_score_thresh=0.05,
+        box_detections_per_img=20,
+    )
+
+
+def build_detector(card) -> nn.Module:
+    """The detector a model card describes (``channels``: the backbone's stage widths)."""
+    widths = tuple(int(c) for c in card.channels)
+    if card.architecture == "fasterrcnn":
+        return build_fasterrcnn(card.in_channels, widths, int(card.roi_size[0]))
+    return YoloDetector(card.in_channels, widths)
+
+
+# Anchor (width, height) in pixels per scale: the model grid is 1.5 mm, lesions 5-80 mm.
+YOLO_ANCHORS = (
+    ((5.0, 5.0), (8.0, 8.0), (12.0, 12.0)),
+    ((16.0, 16.0), (24.0, 24.0), (34.0, 34.0)),
+    ((46.0, 46.0), (64.0, 64.0), (90.0, 90.0)),
+)
+
+
+class YoloDetector(nn.Module):
+    """Single-stage detector: per pyramid level and anchor, (tx, ty, tw, th, objectness, tumor).
+
+    ``forward(images)`` returns the raw head outputs, one (batch, anchors, 6, h, w) tensor per
+    level, for the loss; :meth:`detect` decodes them into boxes after NMS.
+    """
+
+    def __init__(self, in_channels: int, widths: tuple[int, ...], out_channels: int = 64):
+        super().__init__()
+        self.pyramid = feature_pyramid(in_channels, widths, out_channels)
+        self.heads = nn.ModuleList(
+            nn.Sequential(_conv(out_channels, out_channels), nn.Conv2d(out_channels, 3 * 6, 1))
+            for _ in STRIDES
+        )
+        self.register_buffer("anchors", torch.tensor(YOLO_ANCHORS), persistent=False)
+        for head in self.heads:  # start with a low objectness: most cells hold no lesion
+            nn.init.constant_(head[-1].bias.view(3, 6)[:, 4], -4.0)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        features = self.pyramid(images)
+        outputs = []
+        for level, head in zip(PYRAMID_LEVELS, self.heads, strict=True):
+            out = head(features[level])
+            n, _, h, w = out.shape
+            outputs.append(out.view(n, 3, 6, h, w))
+        return outputs
+
+    def decode(self, outputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Boxes (batch, n, 4) in pixels and scores (batch, n) = objectness x tumor."""
+        boxes, scores = [], []
+        for raw, stride, anchors in zip(outputs, STRIDES, self.anchors, strict=True):
+            n, a, _, h, w = raw.shape
+            ys, xs = torch.meshgrid(
+                torch.arange(h, device=raw.device),
+                torch.arange(w, device=raw.device),
+                indexing="ij",
+            )
+            cx = (torch.sigmoid(raw[:, :, 0]) + xs) * stride
+            cy = (torch.sigmoid(raw[:, :, 1]) + ys) * stride
+            bw = anchors[:, 0].view(1, a, 1, 1) * torch.exp(raw[:, :, 2].clamp(max=4.0))
+            bh = anchors[:, 1].view(1, a, 1, 1) * torch.exp(raw[:, :, 3].clamp(max=4.0))
+            box = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=-1)
+            boxes.append(box.reshape(n, -1, 4))
+            score = torch.sigmoid(raw[:, :, 4]) * torch.sigmoid(raw[:, :, 5])
+            scores.append(score.reshape(n, -1))
+        return torch.cat(boxes, 1), torch.cat(scores, 1)
+
+    @torch.no_grad()
+    def detect(
+        self, images: torch.Tensor, score_threshold: float = 0.05, iou_threshold: float = 0.45
+    ) -> list[dict[str, torch.Tensor]]:
+        """torchvision-style results: per image {"boxes", "scores", "labels"} after NMS."""
+        boxes, scores = self.decode(self(images))
+        size = images.shape[-1]
+        results = []
+        for image_boxes, image_scores in zip(boxes, scores, strict=True):
+            keep = image_scores >= score_threshold
+            image_boxes, image_scores = image_boxes[keep].clamp(0, size), image_scores[keep]
+            labels = torch.ones_like(image_scores, dtype=torch.int64)
+            kept = batched_nms(image_boxes, image_scores, labels, iou_threshold)[:20]
+            results.append(
+                OrderedDict(boxes=image_boxes[kept], scores=image_scores[kept], labels=labels[kept])
+            )
+        return results
