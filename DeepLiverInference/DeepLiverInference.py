@@ -113,6 +113,9 @@ class DeepLiverInferenceWidget(
         combo = self.ui.modelComboBox
         if families and combo.count == 0:
             combo.addItems(families)
+        detectors = self.ui.detectorComboBox
+        if detectors.count == 1:  # "none" only, until the models can be listed
+            detectors.addItems(glue.bundled_detectors())
         if problem:
             self.ui.statusLabel.text = _("Models: {problem}").format(problem=problem)
 
@@ -133,12 +136,14 @@ class DeepLiverInferenceWidget(
                 return
             self._fillModels()  # listing the models needs PyTorch
             glue.fill_lesion_table(self.ui.lesionTable, [])
+            detector = self.ui.detectorComboBox.currentText
             self.logic.start(
                 self._parameterNode.inputVolume,
                 self.runner,
                 self.ui.modelComboBox.currentText,
                 self._parameterNode.device,
                 self.ui.storeFolderSelector.currentPath,
+                detector=None if detector == "none" else detector,
             )
 
     def onFinished(self, command, succeeded) -> None:
@@ -175,6 +180,8 @@ class DeepLiverInferenceTest(ScriptedLoadableModuleTest):
         self.test_detect_on_a_volume()
         self.setUp()
         self.test_detect_on_a_dicom_series_saves_a_model_revision()
+        self.setUp()
+        self.test_detector_boxes_become_rois()
 
     def _phantom(self):
         from deepliver.phantom import PhantomSpec, make_phantom
@@ -182,7 +189,7 @@ class DeepLiverInferenceTest(ScriptedLoadableModuleTest):
         spec = PhantomSpec(seed=11, size=(128, 128, 40), n_tumors=(2, 2))
         return make_phantom(spec)
 
-    def _detect(self, node, store=""):
+    def _detect(self, node, store="", detector=None):
         """Run the real background `deepliver segment` on ``node``; returns the logic."""
         self.assertTrue(dependencies.ensure_dependencies(need_torch=True, ask=False))
         families, problem = glue.bundled_families()
@@ -190,7 +197,7 @@ class DeepLiverInferenceTest(ScriptedLoadableModuleTest):
         logic = DeepLiverInferenceLogic()
         finished = []
         runner = CommandRunner(None, None, None, lambda c, ok: finished.append(ok))
-        logic.start(node, runner, families[0], "auto", store)
+        logic.start(node, runner, families[0], "auto", store, detector=detector)
         self.assertTrue(runner.wait(timeout_s=600), "deepliver segment did not finish")
         self.assertEqual(finished, [True], runner.command.error_message())
         message = logic.finish(runner.command, True)
@@ -225,6 +232,24 @@ class DeepLiverInferenceTest(ScriptedLoadableModuleTest):
         dice = self._check_result(logic, node, phantom)
         self.assertIsNone(logic.revision)
         self.delayDisplay(f"{message} Liver Dice {dice:.3f}")
+
+    def test_detector_boxes_become_rois(self):
+        detectors = glue.bundled_detectors()
+        if not detectors:
+            self.delayDisplay("No bundled detector: lesion boxes from the tumor segments only.")
+            return
+        for detector in detectors:
+            self.setUp()
+            node = volumes.node_from_volume(self._phantom().ct, "phantom")
+            logic, message = self._detect(node, detector=detector)
+            rois = slicer.util.getNodesByClass("vtkMRMLMarkupsROINode")
+            self.assertEqual(len(rois), len(logic.roi_nodes))
+            names = sorted(roi.GetName() for roi in rois)
+            self.assertEqual(names, sorted(f"Lesion {n}" for n in range(1, len(rois) + 1)))
+            for roi in rois:
+                score = float(roi.GetAttribute(glue.DETECTOR_SCORE_ATTRIBUTE))
+                self.assertTrue(0.0 < score <= 1.0)
+            self.delayDisplay(f"{detector}: {message}")
 
     def test_detect_on_a_dicom_series_saves_a_model_revision(self):
         from DICOMLib import DICOMUtils

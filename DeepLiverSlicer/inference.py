@@ -1,7 +1,8 @@
 """The Inference module's run: "Detect liver/tumor" from a volume node to its results in Slicer.
 
 The volume shown in Slicer is written to a temporary NRRD with the core, and a background
-``deepliver segment INPUT.nrrd -o OUT --model FAMILY --device DEVICE`` segments it. The input is
+``deepliver segment INPUT.nrrd -o OUT --model FAMILY --device DEVICE [--detector NAME]``
+segments it. The input is
 always that NRRD, never the DICOM files: the result must lie on the exact grid of the node the
 user sees (which may have been cropped, resampled or loaded with Slicer's own DICOM choices),
 and the store revision, tied to the series by its fingerprint, is the DICOM-linked record. So
@@ -10,7 +11,8 @@ modality check the command does on DICOM input is done here from Slicer's DICOM 
 
 Back from the command: ``labels.seg.nrrd`` (read with the core) becomes a segmentation node
 with coded Liver / Tumor n segments on the volume's grid, each lesion of ``lesions.json`` an ROI
-"Lesion n" and a row of the lesion table; for a DICOM series and a store folder, the result is
+"Lesion n" (with a detector: each 3D box of ``detections.json`` instead, with its score) and a
+row of the lesion table; for a DICOM series and a store folder, the result is
 saved as a model revision (source: the models of ``summary.json``, boxes: the lesions') from
 which the Review module starts.
 """
@@ -34,6 +36,7 @@ DEVICES = ("auto", "cpu", "cuda")
 LESION_COLUMNS = ("Lesion", "Volume (mL)", "Longest axial diameter (mm)", "Mean HU")
 MODEL_READER = "DeepLiver"  # the reader of a model revision
 INPUT_FILE = "input.nrrd"
+DETECTOR_SCORE_ATTRIBUTE = "DeepLiver.DetectorScore"
 OUTPUT_FOLDER = "result"
 
 
@@ -64,13 +67,36 @@ def bundled_families() -> tuple[list[str], str | None]:
     return families, (None if families else "no bundled liver model found")
 
 
-def segment_args(input_path, out_dir, family: str, device: str) -> list[str]:
+def detector_names(cards) -> list[str]:
+    """The detectors to offer (``yolo`` for the card ``tumor-yolo``), as ``--detector`` takes
+    them."""
+    return [
+        card.name.removeprefix("tumor-")
+        for card in cards
+        if card.stage == "detection" and card.name == f"tumor-{card.architecture}"
+    ]
+
+
+def bundled_detectors() -> list[str]:
+    """The bundled detectors; none when the models cannot be listed (yet)."""
+    try:
+        from deepliver.models.card import list_models
+
+        return detector_names(list_models())
+    except (ImportError, DeepLiverError):
+        return []
+
+
+def segment_args(
+    input_path, out_dir, family: str, device: str, detector: str | None = None
+) -> list[str]:
     """The arguments of ``deepliver segment`` (the runner adds ``--progress jsonl``)."""
     if not family:
         raise DeepLiverError("no model chosen: the bundled models were not found")
     if device not in DEVICES:
         raise DeepLiverError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    return [str(input_path), "-o", str(out_dir), "--model", family, "--device", device]
+    args = [str(input_path), "-o", str(out_dir), "--model", family, "--device", device]
+    return args + (["--detector", detector] if detector else [])
 
 
 def modality_problem(modality: str | None) -> str | None:
@@ -87,6 +113,7 @@ class InferenceResult:
     segmentation: Segmentation
     lesions: list[Lesion]
     summary: dict
+    detections: list | None = None  # DetectedLesion boxes when a detector ran
 
 
 def read_result(outputs: dict | None) -> InferenceResult:
@@ -97,10 +124,16 @@ def read_result(outputs: dict | None) -> InferenceResult:
     missing = [k for k in ("labels_seg_nrrd", "lesions_json", "summary") if not outputs.get(k)]
     if missing:
         raise DeepLiverError(f"deepliver segment reported no {', '.join(missing)}")
+    detections = None
+    if outputs.get("detections_json"):
+        from deepliver.detection.detect import read_detections
+
+        detections = read_detections(Path(outputs["detections_json"]))
     return InferenceResult(
         read_seg_nrrd(Path(outputs["labels_seg_nrrd"])),
         read_lesion_json(Path(outputs["lesions_json"])),
         json.loads(Path(outputs["summary"]).read_text(encoding="utf-8")),
+        detections,
     )
 
 
@@ -159,6 +192,8 @@ def result_text(result: InferenceResult, saved: str = "") -> str:
         "no liver found" if not liver else f"liver {liver:.0f} mL",
         f"{len(result.lesions)} lesion(s)",
     ]
+    if result.detections is not None:
+        parts.append(f"{len(result.detections)} detector box(es)")
     models = ", ".join(str(m["name"]) for m in summary.get("models") or [])
     text = "Done: " + ", ".join(parts) + (f" ({models})." if models else ".")
     return text + (f" {saved}" if saved else "")
@@ -224,7 +259,9 @@ class InferenceSession:
         self.rows: list[tuple[str, ...]] = []
         self.revision = None
 
-    def start(self, volume_node, runner, family: str, device: str, store_folder="") -> None:
+    def start(
+        self, volume_node, runner, family: str, device: str, store_folder="", detector=None
+    ) -> None:
         """Write the volume and start ``deepliver segment``; ``finish`` reads the result."""
         from deepliver.annotation.store import AnnotationStore
         from DeepLiverSlicer import dicom_database
@@ -248,7 +285,8 @@ class InferenceSession:
                 self.store_note = f"Not saved in the store: {error}."
         run = prepare(volume_from_node(volume_node, copy=False))
         try:
-            runner.start("segment", *segment_args(run.input, run.output, family, device))
+            args = segment_args(run.input, run.output, family, device, detector)
+            runner.start("segment", *args)
         except Exception:
             cleanup(run)
             raise
@@ -285,12 +323,19 @@ class InferenceSession:
         self.shown_on = volume_node.GetID()
         remove_nodes(*self.roi_nodes)
         self.roi_nodes = []
-        for lesion in result.lesions:
-            box = PhysicalBox(lesion.box_min_lps, lesion.box_max_lps)
-            roi = roi_from_box(box, lesion_name(lesion))
-            # The Review module treats it as the box of its tumor segment.
-            roi.SetAttribute(ROI_SEGMENT_ATTRIBUTE, tumor_segment(lesion))
-            self.roi_nodes.append(roi)
+        if result.detections is not None:  # the detector's boxes, for the reader to keep or not
+            for found in result.detections:
+                box = PhysicalBox(found.box_min_lps_mm, found.box_max_lps_mm)
+                roi = roi_from_box(box, f"Lesion {found.number}")
+                roi.SetAttribute(DETECTOR_SCORE_ATTRIBUTE, f"{found.score:.3f}")
+                self.roi_nodes.append(roi)
+        else:
+            for lesion in result.lesions:
+                box = PhysicalBox(lesion.box_min_lps, lesion.box_max_lps)
+                roi = roi_from_box(box, lesion_name(lesion))
+                # The Review module treats it as the box of its tumor segment.
+                roi.SetAttribute(ROI_SEGMENT_ATTRIBUTE, tumor_segment(lesion))
+                self.roi_nodes.append(roi)
         self.rows = lesion_rows(result.lesions)
 
     def save(self, result: InferenceResult) -> str:

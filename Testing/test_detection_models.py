@@ -3,6 +3,7 @@ box, training and `deepliver segment --detector` end to end."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
@@ -169,6 +170,16 @@ def test_train_a_detector_then_segment_with_it(tmp_path, monkeypatch):
     header = (out / "detections.csv").read_text().splitlines()[0]
     assert header.startswith("lesion,score,slices")
     assert len((out / "detections.csv").read_text().splitlines()) == 1 + len(found["lesions"])
+
+    # compare sets the detector beside the cascade: box metrics, and its box-derived mask.
+    report = tmp_path / "report"
+    deepliver("compare", "--models", "unet2d,yolo", "--data", "phantom:1", "--size", "64", "64",
+              "24", "-o", report, "--device", "cpu")  # fmt: skip
+    box_rows = list(csv.DictReader((report / "boxes.csv").read_text().splitlines()))
+    assert [(r["model"], r["level"]) for r in box_rows] == [("yolo", "slice"), ("yolo", "lesion")]
+    metrics = list(csv.DictReader((report / "metrics.csv").read_text().splitlines()))
+    assert {r["model"] for r in metrics} == {"unet2d", "yolo (box mask)"}
+    assert "## Box detection" in (report / "summary.md").read_text()
 
     deepliver("train", "--arch", "yolo", "--stage", "liver", "--data", "phantom:1", "-o",
               tmp_path / "bad", expect=1)  # fmt: skip

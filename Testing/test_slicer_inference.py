@@ -31,7 +31,7 @@ def _card(name, stage, architecture="unet2d"):
         spacing_mm=(3.0, 3.0, 5.0),
         hu_window=(-250.0, 350.0),
         labels={0: "background", 1: stage},
-        in_channels=3 if architecture == "unet2d" else 1,
+        in_channels=1 if architecture == "unet3d" else 3,
     )
 
 
@@ -82,6 +82,19 @@ def test_segment_arguments():
         inference.segment_args("in.nrrd", "out", "", "auto")
     with pytest.raises(DeepLiverError, match="device"):
         inference.segment_args("in.nrrd", "out", "unet2d", "tpu")
+
+
+def test_detector_arguments_and_names():
+    args = inference.segment_args("in.nrrd", "out", "unet2d", "auto", "yolo")
+    assert args[-2:] == ["--detector", "yolo"]
+    assert "--detector" not in inference.segment_args("in.nrrd", "out", "unet2d", "auto", None)
+    cards = [
+        _card("liver-unet2d", "liver"),
+        _card("tumor-yolo", "detection", "yolo"),
+        _card("tumor-fasterrcnn", "detection", "fasterrcnn"),
+        _card("my-yolo", "detection", "yolo"),  # not tumor-<detector>: not a --detector choice
+    ]
+    assert inference.detector_names(cards) == ["yolo", "fasterrcnn"]
 
 
 def test_only_ct_series_are_segmented():
@@ -179,6 +192,22 @@ def test_written_outputs_read_back_and_store_as_a_model_revision(tmp_path):
     assert latest.number == revision.number
     assert latest.source.name == "liver-unet2d+tumor-x"
     assert len(latest.boxes) == len(result.lesions)
+    assert result.detections is None
+
+
+def test_detector_boxes_read_back(tmp_path):
+    from deepliver.detection.detect import DetectedLesion, write_detections
+
+    phantom = make_phantom(PhantomSpec(seed=3, size=(48, 40, 20), n_tumors=(1, 1)))
+    paths = write_outputs(phantom.ct, phantom.labels, tmp_path)
+    found = [DetectedLesion(1, 0.91, 4, (-10.0, 5.0, 2.5), (4.0, 19.0, 12.5))]
+    paths.update(write_detections(found, tmp_path, {"name": "tumor-yolo", "version": "1"}))
+    result = inference.read_result({k: str(v) for k, v in paths.items()})
+    assert result.detections == found
+    assert "1 detector box(es)" in inference.result_text(result)
+    (tmp_path / "detections.json").write_text("{}")
+    with pytest.raises(DeepLiverError, match="detections.json"):
+        inference.read_result({k: str(v) for k, v in paths.items()})
 
 
 def test_prepare_writes_the_volume_and_cleanup_removes_it(tmp_path):

@@ -139,3 +139,23 @@ def write_detections(lesions: list[DetectedLesion], folder: Path, detector: dict
         lambda p: p.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8"),
     )
     return {"detections_csv": csv_path, "detections_json": json_path}
+
+
+def read_detections(path: Path) -> list[DetectedLesion]:
+    """The lesions of a ``detections.json`` written by :func:`write_detections`."""
+    from deepliver.errors import DeepLiverError
+
+    try:
+        entries = json.loads(Path(path).read_text(encoding="utf-8"))["lesions"]
+        return [
+            DetectedLesion(
+                int(e["number"]),
+                float(e["score"]),
+                int(e["slices"]),
+                tuple(float(v) for v in e["box_min_lps_mm"]),
+                tuple(float(v) for v in e["box_max_lps_mm"]),
+            )
+            for e in entries
+        ]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DeepLiverError(f"{path}: not a detections file ({error})") from None

@@ -59,18 +59,26 @@ def box_iou_3d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (volume_a[:, None] + volume_b[None, :] - inter)
 
 
+def match_lesions(
+    predicted: np.ndarray, truth: np.ndarray, iou_threshold: float = LESION_IOU
+) -> tuple[np.ndarray, int]:
+    """(which true lesions were found (bool per lesion), false positives) for 3D boxes, matched
+    one to one, best IoU first."""
+    found = np.zeros(len(truth), dtype=bool)
+    if len(truth) == 0 or len(predicted) == 0:
+        return found, len(predicted)
+    ious = box_iou_3d(predicted, truth)
+    while ious.max() >= iou_threshold:
+        p, t = np.unravel_index(int(np.argmax(ious)), ious.shape)
+        found[t] = True
+        ious[p, :] = -1
+        ious[:, t] = -1
+    return found, len(predicted) - int(found.sum())
+
+
 def lesion_recall(
     predicted: np.ndarray, truth: np.ndarray, iou_threshold: float = LESION_IOU
 ) -> tuple[int, int, int]:
-    """(found, missed, false positives) of 3D boxes against true lesion boxes, one to one,
-    best IoU first."""
-    if len(truth) == 0 or len(predicted) == 0:
-        return 0, len(truth), len(predicted)
-    ious = box_iou_3d(predicted, truth)
-    found = 0
-    while ious.size and ious.max() >= iou_threshold:
-        p, t = np.unravel_index(int(np.argmax(ious)), ious.shape)
-        ious[p, :] = -1
-        ious[:, t] = -1
-        found += 1
-    return found, len(truth) - found, len(predicted) - found
+    """(found, missed, false positives) of 3D boxes against true lesion boxes."""
+    found, false_positives = match_lesions(predicted, truth, iou_threshold)
+    return int(found.sum()), len(truth) - int(found.sum()), false_positives

@@ -40,6 +40,7 @@ METRICS: tuple[tuple[str, str, int], ...] = (
 )
 METRIC_COLUMNS = (*COUNTS, *(key for key, _, _ in METRICS), "empty")
 LESION_COLUMNS = ("model", "case", "rule", "size_class", "tp", "fp", "fn")
+BOX_COLUMNS = ("model", "case", "level", "tp", "fp", "fn")
 RULES = ("lits", "overlap")
 SIZE_CLASSES = ("all", "<10 mm", "10-20 mm", ">20 mm")
 # The seed table: the original project's tumor columns (per-case means), then the additions.
@@ -92,6 +93,8 @@ def write_report(evaluation: Evaluation, folder: Path, conventions: str = "") ->
             evaluation.lesion_rows,
         ),
     }
+    if evaluation.box_rows:
+        written["boxes"] = _write_csv(folder / "boxes.csv", list(BOX_COLUMNS), evaluation.box_rows)
     from deepliver.evaluation import plots  # here: plots reads rows with this module's helpers
 
     written.update(plots.write_plots(evaluation, folder))
@@ -115,6 +118,7 @@ def summary_markdown(evaluation: Evaluation, conventions: str = "") -> str:
         _structure_sections(evaluation),
         _global_dice(evaluation),
         _lesion_section(evaluation),
+        _box_section(evaluation),
         _figures(),
         "## Conventions\n\n" + (conventions.strip() or "(none given)"),
     ]
@@ -340,6 +344,31 @@ def _lesion_section(evaluation: Evaluation) -> str:
         return "## Lesion detection\n\nNo lesion rows."
     header = ["Model", "Rule", "Size", "TP", "FP", "FN", "Precision", "Recall", "F1"]
     return "## Lesion detection\n\nCounts summed over all cases.\n\n" + _table(header, table)
+
+
+def _box_section(evaluation: Evaluation) -> str:
+    """Detectors on their own terms: boxes per slice (IoU >= 0.5) and per 3D lesion."""
+    rows = evaluation.box_rows
+    if not rows:
+        return ""
+    table = []
+    for model in _ordered({str(r["model"]) for r in rows}, []):
+        for level in ("slice", "lesion"):
+            chosen = [r for r in rows if r["model"] == model and r["level"] == level]
+            if chosen:
+                t = _pooled(chosen)
+                table.append(
+                    [model, level, str(t["tp"]), str(t["fp"]), str(t["fn"])]
+                    + [_number(t[key], 4) for key in ("precision", "recall")]
+                )
+    header = ["Detector", "Level", "TP", "FP", "FN", "Precision", "Recall"]
+    return (
+        "## Box detection\n\nDetectors scored on their boxes: per slice (a 3D box cut by the "
+        "slice against the tumor components' boxes, IoU >= 0.5) and per 3D lesion (against the "
+        "lesions' boxes in mm, IoU >= 0.3); counts summed over all cases. Their rows in the "
+        'tables above, marked "(box mask)", score the mask their boxes imply (box inside the '
+        "liver), not a segmentation.\n\n" + _table(header, table)
+    )
 
 
 def _figures() -> str:

@@ -36,6 +36,8 @@ class Evaluation:
         keys of :func:`deepliver.evaluation.metrics.structure_metrics`.
     lesion_rows: one per model x case x rule x size class: {"model", "case", "rule",
         "size_class", "tp", "fp", "fn"} (see :mod:`deepliver.evaluation.lesions`).
+    box_rows: detectors only, one per model x case x level: {"model", "case", "level"
+        ("slice" | "lesion"), "tp", "fp", "fn"} (see :mod:`deepliver.evaluation.boxes`).
     models: one per model: {"model", "seconds_per_case" (or None), "size_mb" (or None)}.
     unmatched: {"prediction only": [names], "truth only": [names]}: listed, never dropped.
     notes: sentences the report must show (resampling done, detectors left out, ...).
@@ -43,6 +45,7 @@ class Evaluation:
 
     rows: list[dict] = field(default_factory=list)
     lesion_rows: list[dict] = field(default_factory=list)
+    box_rows: list[dict] = field(default_factory=list)
     snapshots: list[CaseSnapshot] = field(default_factory=list)
     models: list[dict] = field(default_factory=list)
     unmatched: dict[str, list[str]] = field(default_factory=dict)

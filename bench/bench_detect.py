@@ -1,0 +1,137 @@
+"""Tumor detectors: 3D lesion recall and false positives per scan on held-out phantoms, per-slice
+AP at IoU 0.5, and detection time on a 512 x 512 x 200 series.
+
+    python bench/bench_detect.py [--cases 20] [--size 256 256 96] [--skip-speed]
+
+Phantoms with seeds 0..N-1 (never used in training). The liver comes from the bundled liver
+model (as in `deepliver segment --detector`). A true lesion is found when a 3D box overlaps its
+box with IoU >= 0.3 (one to one); a box that finds no lesion of any size is a false positive.
+Recall is over lesions >= 10 mm (longest axial diameter). Per-slice AP: every slice with a
+lesion and every third other slice of the true liver crop, on the detector's grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+TARGETS = {"fasterrcnn": 0.90, "yolo": 0.80}
+MAX_FP_PER_SCAN = {"fasterrcnn": 1.0, "yolo": None}
+SPEED_TARGET_S = 20.0
+
+
+def load_detectors() -> dict:
+    from deepliver.errors import DeepLiverError
+    from deepliver.models.card import find_model, load_model
+
+    detectors = {}
+    for name in TARGETS:
+        try:
+            detectors[name] = load_model(find_model(f"tumor-{name}"))
+        except DeepLiverError as error:
+            print(f"{name}: not bundled ({error})")
+    return detectors
+
+
+def accuracy(detectors: dict, cases: int, size) -> dict:
+    from deepliver.detection.detect import detect_lesions
+    from deepliver.detection.metrics import match_lesions
+    from deepliver.detection.training import DetectionTask
+    from deepliver.inference.cascade import load_cascade, segment
+    from deepliver.inference.lesions import lesion_table
+    from deepliver.phantom import PhantomSpec, make_phantom
+    from deepliver.training import data
+
+    cascade = load_cascade("unet2d", "cpu")
+    tallies = {name: {"found": 0, "big": 0, "fp": 0, "scans": 0} for name in detectors}
+    slices = {name: [] for name in detectors}
+    for seed in range(cases):
+        phantom = make_phantom(PhantomSpec(seed=seed, size=tuple(size)))
+        liver = segment(phantom.ct, cascade).labels.array > 0
+        truth = lesion_table(phantom.labels, phantom.ct)
+        truth_boxes = np.array([[*t.box_min_lps, *t.box_max_lps] for t in truth]).reshape(-1, 6)
+        big = np.array([t.longest_axial_diameter_mm >= 10 for t in truth], dtype=bool)
+        for name, (network, card) in detectors.items():
+            found = detect_lesions(phantom.ct, liver, network, card)
+            boxes = np.array([[*f.box_min_lps_mm, *f.box_max_lps_mm] for f in found])
+            matched_truth, false_positives = match_lesions(boxes.reshape(-1, 6), truth_boxes)
+            tally = tallies[name]
+            tally["found"] += int((matched_truth & big).sum())
+            tally["big"] += int(big.sum())
+            tally["fp"] += false_positives
+            tally["scans"] += 1
+            print(
+                f"  seed {seed:2d} {name:10s}: {int((matched_truth & big).sum())}/{int(big.sum())}"
+                f" lesions >= 10 mm found, {false_positives} false positive(s)",
+                flush=True,
+            )
+    for name, (network, card) in detectors.items():
+        task = DetectionTask(card, 8)
+        cached = []
+        for seed in range(cases):
+            image, target = data.prepare_case(
+                seed, "detection", card.spacing_mm, card.hu_window, tuple(size)
+            )
+            cached.append(data.Case(seed, image, target, np.zeros((0, 3), np.int32)))
+        slices[name] = task.validate(network, cached)[0]
+    return {
+        name: {
+            "recall": t["found"] / t["big"] if t["big"] else float("nan"),
+            "lesions": t["big"],
+            "fp_per_scan": t["fp"] / max(1, t["scans"]),
+            "ap50": slices[name],
+        }
+        for name, t in tallies.items()
+    }
+
+
+def speed(detectors: dict) -> dict:
+    """Detection alone (liver given) on a 512 x 512 x 200 phantom, best of 2."""
+    from deepliver.detection.detect import detect_lesions
+    from deepliver.phantom import PhantomSpec, make_phantom
+
+    phantom = make_phantom(PhantomSpec(seed=7, size=(512, 512, 200)))
+    liver = phantom.labels.array > 0
+    seconds = {}
+    for name, (network, card) in detectors.items():
+        runs = []
+        for _ in range(2):
+            start = time.perf_counter()
+            detect_lesions(phantom.ct, liver, network, card)
+            runs.append(time.perf_counter() - start)
+        seconds[name] = min(runs)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=20)
+    parser.add_argument("--size", type=int, nargs=3, default=(256, 256, 96))
+    parser.add_argument("--skip-speed", action="store_true")
+    args = parser.parse_args()
+    detectors = load_detectors()
+    if not detectors:
+        print("no bundled detector: nothing to measure")
+        return
+    results = accuracy(detectors, args.cases, args.size)
+    times = {} if args.skip_speed else speed(detectors)
+    print(f"\n{args.cases} held-out phantoms ({' x '.join(map(str, args.size))}), seeds 0-")
+    print("detector     recall>=10mm  target  FP/scan  per-slice AP50  512x512x200 s  (<= 20)")
+    for name, r in results.items():
+        recall_ok = r["recall"] >= TARGETS[name]
+        fp_limit = MAX_FP_PER_SCAN[name]
+        fp_ok = fp_limit is None or r["fp_per_scan"] <= fp_limit
+        seconds = times.get(name)
+        print(
+            f"{name:12s} {r['recall']:6.3f} ({r['lesions']:3d})  {TARGETS[name]:.2f}   "
+            f"{r['fp_per_scan']:6.2f}   {r['ap50']:8.3f}        "
+            + (f"{seconds:6.1f}" if seconds is not None else "   -  ")
+            + f"   {'PASS' if recall_ok and fp_ok else 'FAIL'} accuracy"
+            + ("" if seconds is None else f", {'PASS' if seconds <= SPEED_TARGET_S else 'FAIL'}")
+        )
+
+
+if __name__ == "__main__":
+    main()
