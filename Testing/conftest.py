@@ -10,6 +10,13 @@ from deepliver.volume import Grid
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
 
+@pytest.fixture(autouse=True)
+def private_user_models(tmp_path_factory, monkeypatch):
+    """Tests never see (or write) the user's own model registry (~/.deepliver/models); the
+    variable is inherited by the `deepliver` processes the tests start."""
+    monkeypatch.setenv("DEEPLIVER_USER_MODELS", str(tmp_path_factory.mktemp("user-models")))
+
+
 @pytest.fixture
 def real_data() -> Path:
     if not REAL_DATA.is_dir():

@@ -107,6 +107,16 @@ class Reporter:
         """The one-line error; a person reads it on stderr, where the CLI prints it."""
 
 
+class SilentReporter(Reporter):
+    """Says nothing: the other processes of a data-parallel job, where process 0 reports."""
+
+    def _show_progress(self, name: str, fraction: float | None, message: str) -> None:
+        pass
+
+    def log(self, text: str) -> None:
+        pass
+
+
 class TextReporter(Reporter):
     """For a person: the text on stdout, and a bar on stderr when it is a terminal."""
 

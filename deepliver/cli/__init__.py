@@ -12,7 +12,9 @@ from deepliver.cli import (
     convert,
     demo,
     evaluate,
+    export,
     info,
+    models,
     phantom,
     segment,
     slices,
@@ -22,7 +24,20 @@ from deepliver.cli import (
 from deepliver.errors import DeepLiverError
 from deepliver.progress import MODES, open_reporter
 
-COMMANDS = (info, convert, phantom, segment, evaluate, compare, slices, demo, store, train)
+COMMANDS = (
+    info,
+    convert,
+    phantom,
+    segment,
+    evaluate,
+    compare,
+    slices,
+    demo,
+    store,
+    export,
+    train,
+    models,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,6 +42,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--patch", type=int, nargs=3, metavar=("X", "Y", "Z"))
     parser.add_argument("--name", help="model name (default STAGE-ARCH)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN's checkpoint")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto: a CUDA GPU when there is one (mixed precision), else the CPU",
+    )
     parser.set_defaults(run=run)
 
 
@@ -64,7 +70,9 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
         patch=tuple(args.patch) if args.patch else None,
         name=args.name,
     )
-    folder = train(config, reporter, resume=args.resume)
+    folder = train(config, reporter, resume=args.resume, device=args.device)
+    if folder is None:  # another process of a torchrun job: process 0 reports
+        return 0
     from deepliver.models.card import load_card
 
     card = load_card(folder)

@@ -52,9 +52,10 @@ class DetectionTask:
 
     metric = "validation_ap50"
 
-    def __init__(self, card: ModelCard, batch: int) -> None:
+    def __init__(self, card: ModelCard, batch: int, device=None) -> None:
         self.card = card
         self.batch = batch
+        self.device = torch.device(device or "cpu")
         self.size = int(card.roi_size[0])
         self._lesion_slices: dict[int, np.ndarray] = {}
 
@@ -67,11 +68,14 @@ class DetectionTask:
 
     def loss(self, network, cases, rng: np.random.Generator, generator: torch.Generator):
         images, boxes = self.sample(cases, rng)
-        images = _jitter(images, generator)
+        images = _jitter(images, generator).to(self.device)
+        boxes = [b.to(self.device) for b in boxes]
         if self.card.architecture == "fasterrcnn":
-            targets = [{"boxes": b, "labels": torch.ones(len(b), dtype=torch.int64)} for b in boxes]
+            labels = [torch.ones(len(b), dtype=torch.int64, device=self.device) for b in boxes]
+            targets = [{"boxes": b, "labels": n} for b, n in zip(boxes, labels, strict=True)]
             return sum(network(list(images), targets).values())
-        return yolo_loss(network, network(images), boxes)
+        detector = getattr(network, "module", network)  # under DDP: anchors, decode
+        return yolo_loss(detector, network(images), boxes)
 
     def sample(self, cases, rng) -> tuple[torch.Tensor, list[torch.Tensor]]:
         images, boxes = [], []
@@ -99,7 +103,7 @@ class DetectionTask:
                 truths.append(
                     boxes_in(place(np.asarray(case.target[k : k + 1]), self.size, (0, 0))[0])
                 )
-                detections.extend(detect(network, self.card, image[None]))
+                detections.extend(detect(network, self.card, image[None], self.device))
         score = average_precision(detections, truths)
         return (0.0 if score is None else score), []
 

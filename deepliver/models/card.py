@@ -279,8 +279,13 @@ def bundled_models_dir() -> Path:
 
 
 def list_models(root: Path | str | None = None) -> list[ModelCard]:
-    """The cards of every model folder under ``root`` (default: the bundled models)."""
-    root = Path(root) if root is not None else bundled_models_dir()
+    """The cards of every model folder under ``root``; by default the whole registry: the
+    bundled models, then the user's (``deepliver.models.registry``)."""
+    if root is None:
+        from deepliver.models.registry import registered_cards
+
+        return registered_cards()
+    root = Path(root)
     return [
         load_card(folder)
         for folder in sorted(root.iterdir())
@@ -289,8 +294,13 @@ def list_models(root: Path | str | None = None) -> list[ModelCard]:
 
 
 def find_model(name: str, root: Path | str | None = None) -> Path:
-    """The folder of the model called ``name`` (folder name or card name)."""
-    root = Path(root) if root is not None else bundled_models_dir()
+    """The folder of the model called ``name`` (folder name or card name): in ``root`` only
+    when given, else in the registry (bundled first, then the user's highest version)."""
+    if root is None:
+        from deepliver.models.registry import find_registered
+
+        return find_registered(name)
+    root = Path(root)
     folder = root / name
     if (folder / CARD_FILE).is_file():
         return folder

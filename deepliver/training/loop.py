@@ -1,12 +1,13 @@
-"""The training loop: Adam on Dice + cross-entropy, validation Dice per epoch, a checkpoint per
-epoch (written atomically, so a kill leaves the previous one intact), resume, a JSON-lines log,
-and the model folder at the end."""
+"""The training loop for every architecture: a task gives the batch loss (U-Nets: Dice +
+cross-entropy on patches; detectors: their own losses on slices) and the validation score; the
+loop runs Adam with a cosine schedule, mixed precision on a GPU, data-parallel under torchrun
+(:mod:`deepliver.training.distributed`), a checkpoint per epoch (written atomically, so a kill
+leaves the previous one intact), resume, a JSON-lines log, and the model folder at the end."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,8 +21,8 @@ from deepliver.io.atomic import write_atomically
 from deepliver.models.card import ModelCard, save_model
 from deepliver.models.networks import build_network, count_parameters
 from deepliver.models.predict import dice, foreground_probability
-from deepliver.progress import Reporter, within
-from deepliver.training import data
+from deepliver.progress import Reporter, SilentReporter, within
+from deepliver.training import data, distributed
 from deepliver.training.patches import augment, sample_batch
 
 CHECKPOINT = "checkpoint.pt"
@@ -80,8 +81,11 @@ class SegmentationTask:
 
     metric = "validation_dice"
 
-    def __init__(self, card: ModelCard, batch: int, foreground_fraction: float) -> None:
+    def __init__(
+        self, card: ModelCard, batch: int, foreground_fraction: float, device=None
+    ) -> None:
         self.card, self.batch, self.fraction = card, batch, foreground_fraction
+        self.device = torch.device(device or "cpu")
         # Batch Dice: one Dice over the batch, so patches without a tumor do not each count
         # as a perfect or a failed case.
         self.loss_function = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
@@ -89,19 +93,20 @@ class SegmentationTask:
     def loss(self, network, cases, rng: np.random.Generator, generator: torch.Generator):
         image, target = sample_batch(cases, self.card, self.batch, rng, self.fraction)
         image, target = augment(image, target, generator)
+        image, target = image.to(self.device), target.to(self.device)
         return self.loss_function(network(image), target)
 
     def validate(self, network, cases) -> tuple[float, list[float]]:
-        dices = [validation_dice(network, self.card, case) for case in cases]
+        dices = [validation_dice(network, self.card, case, self.device) for case in cases]
         return float(np.mean(dices)), dices
 
 
-def make_task(card: ModelCard, preset: dict, stage: str):
+def make_task(card: ModelCard, preset: dict, stage: str, device=None):
     if card.is_detector:
         from deepliver.detection.training import DetectionTask
 
-        return DetectionTask(card, preset["batch"])
-    return SegmentationTask(card, preset["batch"], FOREGROUND_FRACTION[stage])
+        return DetectionTask(card, preset["batch"], device)
+    return SegmentationTask(card, preset["batch"], FOREGROUND_FRACTION[stage], device)
 
 
 @dataclass
@@ -201,9 +206,21 @@ def initial_card(config: TrainConfig) -> ModelCard:
     )
 
 
-def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Path:
-    """Train (or resume) into ``config.output``; returns the model folder."""
-    torch.set_num_threads(os.cpu_count() or 1)
+def train(
+    config: TrainConfig, reporter: Reporter, resume: bool = False, device: str = "auto"
+) -> Path | None:
+    """Train (or resume) into ``config.output``; returns the model folder (None in the other
+    processes of a ``torchrun`` job: process 0 writes everything)."""
+    workers = distributed.start(device)
+    try:
+        return _train(config, reporter, resume, workers)
+    finally:
+        distributed.stop(workers)
+
+
+def _train(config: TrainConfig, reporter: Reporter, resume: bool, workers) -> Path | None:
+    if not workers.main:
+        reporter = SilentReporter()  # process 0 reports
     run = Path(config.output)
     checkpoint_path = run / CHECKPOINT
     state = None
@@ -219,6 +236,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Path
             )
     elif checkpoint_path.is_file():
         raise DeepLiverError(f"{run} already holds a run: add --resume, or use a new folder")
+    distributed.wait(workers)  # every process has checked the folder before any writes to it
     run.mkdir(parents=True, exist_ok=True)
 
     card = initial_card(config)
@@ -227,6 +245,8 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Path
     size = tuple(config.phantom_size) if config.phantom_size else None
     reporter.stage("caching phantoms", 0.0)
     cache = run / "cache"
+    if not workers.main:
+        distributed.wait(workers)  # process 0 makes the cache; the others then map it
     train_cases = data.build_cache(
         cache / "train",
         data.train_seeds(count),
@@ -246,10 +266,14 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Path
         within(reporter.stage, 0.08, 0.1),
     )
 
+    if workers.main:
+        distributed.wait(workers)
     torch.manual_seed(config.seed)
-    network = build_network(card)
+    network = build_network(card).to(workers.device)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
-    task = make_task(card, preset, config.stage)
+    task = make_task(card, preset, config.stage, workers.device)
+    amp = workers.device.type == "cuda"  # mixed precision on GPU
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
     history: list[dict] = []
     best = {"dice": -1.0, "epoch": 0, "state": None}
     start_epoch = 0
@@ -261,36 +285,50 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Path
         best = {"dice": state["best_dice"], "epoch": state["best_epoch"], "state": state["best"]}
         start_epoch = int(state["epoch"])
         elapsed = float(state["elapsed"])
+        if workers.main:  # a kill between the log line and the checkpoint left one line more
+            lines = "".join(json.dumps(entry) + "\n" for entry in history)
+            write_atomically(run / LOG, lambda path: path.write_text(lines, encoding="utf-8"))
         reporter.log(f"Resuming {run} after epoch {start_epoch}")
     reporter.log(
         f"Training {card.name}: {count} phantoms (seeds {data.TRAIN_SEED_START}+), "
         f"{len(val_cases)} for validation (seeds {data.VALIDATION_SEEDS.start}+), "
         f"{count_parameters(network):,} parameters, epochs {start_epoch + 1}..{config.epochs}"
+        f" on {workers.device.type}"
+        + (f", {workers.world} processes" if workers.distributed else "")
     )
+    model = distributed.wrap(network, workers)
 
     for epoch in range(start_epoch + 1, config.epochs + 1):
         began = time.perf_counter()
-        rng = np.random.default_rng([config.seed, epoch])
-        generator = torch.Generator().manual_seed(config.seed * 100003 + epoch)
+        rng = np.random.default_rng([config.seed, epoch, workers.rank])
+        generator = torch.Generator().manual_seed(
+            config.seed * 100003 + epoch + 7919 * workers.rank
+        )
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config.lr, epoch, config.epochs)
-        network.train()
+        model.train()
         losses = []
         for step in range(config.steps):
             optimizer.zero_grad(set_to_none=True)
-            loss = task.loss(network, train_cases, rng, generator)
-            loss.backward()
-            optimizer.step()
+            with torch.autocast(workers.device.type, enabled=amp):
+                loss = task.loss(model, train_cases, rng, generator)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             losses.append(float(loss.detach()))
             done = (epoch - 1 + (step + 1) / config.steps) / config.epochs
             reporter.stage(f"epoch {epoch}/{config.epochs}", 0.1 + 0.85 * done)
+        mean_loss = distributed.mean(float(np.mean(losses)), workers)
+        if not workers.main:
+            distributed.wait(workers)  # process 0 validates and writes
+            continue
         network.eval()
         score, per_case = task.validate(network, val_cases)
         seconds = time.perf_counter() - began
         elapsed += seconds
         entry = {
             "epoch": epoch,
-            "loss": float(np.mean(losses)),
+            "loss": mean_loss,
             task.metric: score,
             f"{task.metric}_per_case": [round(d, 4) for d in per_case],
             "seconds": round(seconds, 1),
@@ -309,6 +347,10 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Path
             f"epoch {epoch}: loss {entry['loss']:.4f}, {task.metric.replace('_', ' ')} "
             f"{score:.4f} ({seconds:.0f} s)"
         )
+        distributed.wait(workers)
+
+    if not workers.main:
+        return None
 
     reporter.stage("writing the model", 0.97)
     final = best["state"] if best["state"] is not None else network.state_dict()
@@ -320,13 +362,19 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Path
             f"{data.VALIDATION_SEEDS.start + config.validation - 1}",
             "eval_seeds_never_used": f"{data.EVAL_SEEDS.start}-{data.EVAL_SEEDS.stop - 1}",
             "phantom_size": list(size) if size else "varied per seed",
-            "command": config.command(),
+            "command": config.command().replace(
+                "deepliver train",
+                f"torchrun --nproc_per_node={workers.world} -m deepliver train"
+                if workers.distributed
+                else "deepliver train",
+            ),
             "epochs": config.epochs,
             "steps_per_epoch": config.steps,
             "batch": preset["batch"],
             "seed": config.seed,
             "wall_seconds": round(elapsed),
-            "device": "cpu",
+            "device": workers.device.type,
+            "processes": workers.world,
             "torch_threads": torch.get_num_threads(),
         },
         metrics={
@@ -355,9 +403,9 @@ def learning_rate(base: float, epoch: int, epochs: int) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / max(1, epochs))))
 
 
-def validation_dice(network, card: ModelCard, case: data.Case) -> float:
+def validation_dice(network, card: ModelCard, case: data.Case, device="cpu") -> float:
     image = np.asarray(case.image, dtype=np.float32) / np.float32(255.0)
-    probability = foreground_probability(network, card, image)
+    probability = foreground_probability(network, card, image, device)
     return dice(probability >= 0.5, np.asarray(case.target))
 
 

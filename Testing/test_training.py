@@ -1,0 +1,100 @@
+"""Training that survives: a kill mid-epoch then --resume, a checkpoint write that fails
+halfway, and two data-parallel processes on CPU (torchrun, gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from cli_helpers import deepliver
+
+from deepliver.models.card import verify_weights
+from deepliver.training import loop
+
+TINY = [
+    "--arch", "unet2d", "--stage", "liver", "--data", "phantom:3", "--validation", "1",
+    "--batch", "2", "--phantom-size", "48", "48", "16", "--channels", "4", "8",
+    "--patch", "32", "32", "1", "--device", "cpu", "--progress", "none",
+]  # fmt: skip
+
+
+def epochs_logged(run) -> list[int]:
+    log = run / "log.jsonl"
+    if not log.is_file():
+        return []
+    return [json.loads(line)["epoch"] for line in log.read_text().splitlines() if line.strip()]
+
+
+def test_killed_mid_epoch_then_resumed_loses_nothing(tmp_path):
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "deepliver", "train", *TINY, "--steps", "40", "--epochs", "4"]
+    child = subprocess.Popen([*args, "-o", str(run)], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while epochs_logged(run) != [1] and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    assert epochs_logged(run) == [1], "epoch 1 never finished"
+    time.sleep(0.3)  # into epoch 2
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert epochs_logged(run)[0] == 1 and not (run / "model").exists()
+    killed_at = torch.load(run / "checkpoint.pt", weights_only=True)["epoch"]
+
+    result = deepliver("train", *TINY, "--steps", "40", "--epochs", "4", "-o", run, "--resume")
+    assert f"after epoch {killed_at}" in result.stdout + result.stderr
+    assert epochs_logged(run) == [1, 2, 3, 4]  # same folder, every epoch once
+    card = verify_weights(run / "model")
+    assert [h["epoch"] for h in card.metrics["history"]] == [1, 2, 3, 4]
+    assert sorted(p.name for p in run.iterdir()) == ["cache", "checkpoint.pt", "log.jsonl", "model"]
+
+
+def test_a_checkpoint_write_that_fails_halfway_leaves_the_last_one(tmp_path, monkeypatch):
+    network = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(network.parameters())
+    config = loop.TrainConfig(arch="unet2d", stage="liver", data="phantom:1", output=tmp_path)
+    path = tmp_path / loop.CHECKPOINT
+    best = {"dice": 0.5, "epoch": 1, "state": None}
+    loop.save_checkpoint(path, network, optimizer, 1, [], best, 1.0, config)
+    before = path.read_bytes()
+
+    real_save = torch.save
+
+    def save_half_then_fail(state, target):
+        real_save(state, target)
+        with open(target, "r+b") as handle:  # a disk that fills up halfway through
+            handle.truncate(os.path.getsize(target) // 2)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_half_then_fail)
+    with pytest.raises(OSError):
+        loop.save_checkpoint(path, network, optimizer, 2, [], best, 2.0, config)
+    assert path.read_bytes() == before
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [loop.CHECKPOINT]
+
+
+def test_two_data_parallel_processes_on_cpu(tmp_path):
+    run = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "deepliver", "train", *TINY, "--steps", "10", "--epochs", "3", "--lr", "0.01",
+        "-o", str(run),
+    ]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert epochs_logged(run) == [1, 2, 3]  # one log, written once per epoch
+    assert sorted(p.name for p in run.glob("*.pt")) == ["checkpoint.pt"]
+    card = verify_weights(run / "model")
+    assert card.training["processes"] == 2
+    assert card.training["command"].startswith("torchrun --nproc_per_node=2 -m deepliver train")
+    losses = [h["loss"] for h in card.metrics["history"]]
+    assert losses[-1] < losses[0]
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert checkpoint["epoch"] == 3
+    assert not any(key.startswith("module.") for key in checkpoint["model"])

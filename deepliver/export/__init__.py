@@ -1,0 +1,1 @@
+"""De-identified training datasets made from the annotation store."""
