@@ -98,3 +98,68 @@ def test_two_data_parallel_processes_on_cpu(tmp_path):
     checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
     assert checkpoint["epoch"] == 3
     assert not any(key.startswith("module.") for key in checkpoint["model"])
+
+
+def msd_dataset(folder, cases: int = 3):
+    """A small Decathlon-layout dataset (imagesTr/labelsTr) written from phantoms."""
+    from deepliver.io.image_files import write_image
+    from deepliver.phantom import PhantomSpec, make_phantom
+
+    for number in range(cases):
+        phantom = make_phantom(PhantomSpec(seed=500 + number, size=(48, 48, 16)))
+        write_image(phantom.ct, folder / "imagesTr" / f"liver_{number}_0000.nii.gz")
+        write_image(phantom.labels, folder / "labelsTr" / f"liver_{number}.nii.gz")
+    return folder
+
+
+def on_folder(data) -> list[str]:
+    """TINY with --data the folder and no phantom size."""
+    cut = TINY.index("--phantom-size")
+    tiny = TINY[:cut] + TINY[cut + 4 :]
+    tiny[tiny.index("--data") + 1] = str(data)
+    return tiny
+
+
+def test_train_from_a_decathlon_folder_splits_cases_for_validation(tmp_path):
+    data = msd_dataset(tmp_path / "Task03_Liver")
+    run = tmp_path / "run"
+    deepliver("train", *on_folder(data), "--steps", "2", "--epochs", "1", "-o", run)
+    card = verify_weights(run / "model")
+    validation = card.training["validation_case_names"]
+    assert len(validation) == 1 and card.training["train_cases"] == 2
+    trained = sorted(p.name.split(".")[0] for p in (run / "cache" / "train").glob("*.image.npy"))
+    assert sorted([*trained, *validation]) == ["liver_0", "liver_1", "liver_2"]
+
+
+@pytest.mark.parametrize(
+    "breakage, words",
+    [
+        ("label value", ["liver_1.nii.gz", "7"]),
+        ("other grid", ["liver_1.nii.gz", "grid"]),
+        ("missing label", ["liver_2_0000.nii.gz", "no label file"]),
+        ("empty", ["no cases found"]),
+    ],
+)
+def test_bad_datasets_are_refused_naming_the_case(tmp_path, breakage, words):
+    from deepliver.io.image_files import read_image, write_image
+    from deepliver.volume import Grid, Volume
+
+    data = msd_dataset(tmp_path / "data")
+    label = data / "labelsTr" / "liver_1.nii.gz"
+    labels = read_image(label)
+    if breakage == "label value":
+        write_image(labels.with_array(labels.array * 7), label)
+    elif breakage == "other grid":
+        grid = labels.grid
+        moved = Grid(grid.shape, grid.origin + 5.0, grid.spacing, grid.direction)
+        write_image(Volume(labels.array, moved), label)
+    elif breakage == "missing label":
+        (data / "labelsTr" / "liver_2.nii.gz").unlink()
+    else:
+        for path in [*data.rglob("*.nii.gz")]:
+            path.unlink()
+    result = deepliver(
+        "train", *on_folder(data), "--steps", "1", "--epochs", "1", "-o", tmp_path / "r", expect=1
+    )
+    for word in words:
+        assert word in result.stderr

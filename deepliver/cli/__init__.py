@@ -14,6 +14,7 @@ from deepliver.cli import (
     evaluate,
     export,
     info,
+    launch,
     models,
     phantom,
     segment,
@@ -36,6 +37,7 @@ COMMANDS = (
     store,
     export,
     train,
+    launch,
     models,
 )
 
@@ -62,7 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passed_on: list[str] = []  # after "--": another command's arguments (deepliver launch)
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, passed_on = argv[:cut], argv[cut + 1 :]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if passed_on and not getattr(args, "takes_passed_on", False):
+        parser.error(f"deepliver {args.command} takes nothing after --")
+    args.passed_on = passed_on
     with open_reporter(args.progress) as reporter:
         try:
             return args.run(args, reporter) or 0

@@ -1,4 +1,10 @@
-"""Training cases from generated phantoms, preprocessed once and cached as memory maps.
+"""Training cases, from generated phantoms or a dataset folder, preprocessed once and cached as
+memory maps.
+
+A dataset folder is read as :mod:`deepliver.datasets` reads it (the Medical Segmentation
+Decathlon layout, as `deepliver export` writes it and as LiTS / MSD Task03 come, or case
+folders); its cases are split by patient (the case name) into training and validation with the
+seed. Phantoms use seed ranges kept apart:
 
 Seed ranges (disjoint, so a model is never scored on what it was trained on):
 - EVAL_SEEDS 0-99: held out for benchmarks and tests; never used by training.
@@ -34,6 +40,55 @@ CACHE_VERSION = 2  # 2: tumor cases blanked beyond the liver (postprocess.liver_
 
 
 @dataclass(frozen=True)
+class Item:
+    """One case to cache: its number (seeds the foreground sample), file stem and loader."""
+
+    seed: int
+    stem: str
+    load: object  # () -> (ct Volume in HU, labels Volume 0/1/2)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where ``--data`` points: N phantoms or a dataset folder."""
+
+    text: str
+    phantoms: int = 0
+    folder: Path | None = None
+
+    def items(self, validation: int, seed: int, size=None, stage: str = "liver"):
+        """(training items, validation items)."""
+        if self.folder is None:
+            train = [_phantom_item(s, stage, size) for s in train_seeds(self.phantoms)]
+            return train, [_phantom_item(s, stage, size) for s in validation_seeds(validation)]
+        from deepliver.datasets import cases_from
+
+        cases = cases_from(str(self.folder))
+        if validation >= len(cases):
+            raise DeepLiverError(
+                f"{self.folder}: {len(cases)} case(s) cannot give {validation} for validation "
+                "and still leave some to train on"
+            )
+        order = np.random.default_rng(seed).permutation(len(cases))
+        items = [Item(int(i), _stem(cases[i].name), cases[i].load) for i in order]
+        return items[validation:], items[:validation]
+
+    def describe(self, train: list[Item], validation: list[Item]) -> dict:
+        """What the card says about the data."""
+        if self.folder is None:
+            return {
+                "train_seeds": f"{TRAIN_SEED_START}-{TRAIN_SEED_START + self.phantoms - 1}",
+                "validation_seeds": f"{VALIDATION_SEEDS.start}-"
+                f"{VALIDATION_SEEDS.start + len(validation) - 1}",
+                "eval_seeds_never_used": f"{EVAL_SEEDS.start}-{EVAL_SEEDS.stop - 1}",
+            }
+        return {
+            "train_cases": len(train),
+            "validation_case_names": sorted(item.stem for item in validation),
+        }
+
+
+@dataclass(frozen=True)
 class Case:
     seed: int
     image: np.ndarray  # uint8 (z, y, x), window scaled to 0..255
@@ -41,14 +96,29 @@ class Case:
     foreground: np.ndarray  # (n, 3) int32 sample of target voxels (may be empty)
 
 
-def parse_data(data: str) -> int:
-    """The N of ``phantom:N`` (the only data source so far)."""
+def parse_data(data: str) -> Source:
+    """``phantom:N`` or a dataset folder."""
     kind, _, count = data.partition(":")
-    if kind != "phantom" or not count.isdigit() or int(count) < 1:
-        raise DeepLiverError(
-            f"--data {data!r}: expected phantom:N with N >= 1 (MSD-layout folders come later)"
-        )
-    return int(count)
+    if kind == "phantom" and count:
+        if not count.isdigit() or int(count) < 1:
+            raise DeepLiverError(f"--data {data!r}: expected phantom:N with N >= 1")
+        return Source(data, phantoms=int(count))
+    folder = Path(data)
+    if not folder.is_dir():
+        raise DeepLiverError(f"--data {data!r}: neither phantom:N nor a dataset folder")
+    return Source(data, folder=folder)
+
+
+def _phantom_item(seed: int, stage: str, size) -> Item:
+    def load():
+        phantom = make_phantom(phantom_spec(seed, stage, size))
+        return phantom.ct, phantom.labels
+
+    return Item(seed, f"{seed:05d}", load)
+
+
+def _stem(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def train_seeds(count: int) -> list[int]:
@@ -76,7 +146,12 @@ def phantom_spec(seed: int, stage: str, size: tuple[int, int, int] | None = None
 def prepare_case(seed: int, stage: str, spacing, window, size=None) -> tuple[np.ndarray, ...]:
     """(image uint8, target uint8) of one phantom on the model grid."""
     phantom = make_phantom(phantom_spec(seed, stage, size))
-    ct, labels = phantom.ct, phantom.labels
+    return prepare_arrays(phantom.ct, phantom.labels, stage, spacing, window)
+
+
+def prepare_arrays(ct, labels, stage: str, spacing, window) -> tuple[np.ndarray, ...]:
+    """(image uint8, target uint8) on the model grid: the whole volume for the liver stage, the
+    liver's box blanked beyond the liver for the tumor stage and the detectors."""
     if stage in ("tumor", "detection"):  # both work in the liver's box
         margin = TUMOR_CROP_MARGIN_MM / ct.spacing[::-1]
         box = Box.around(labels.array > 0, margin)
@@ -92,14 +167,14 @@ def prepare_case(seed: int, stage: str, spacing, window, size=None) -> tuple[np.
 
 def build_cache(
     folder: Path,
-    seeds: list[int],
+    items: list[Item],
     stage: str,
     spacing,
     window,
     size=None,
     progress: Progress | None = None,
 ) -> list[Case]:
-    """Cases for ``seeds``, made once under ``folder`` and memory-mapped afterwards."""
+    """Cases for ``items``, made once under ``folder`` and memory-mapped afterwards."""
     folder.mkdir(parents=True, exist_ok=True)
     settings = {
         "version": CACHE_VERSION,
@@ -113,18 +188,19 @@ def build_cache(
         raise DeepLiverError(f"cache {folder} was made with other settings; use a new run folder")
     manifest.write_text(json.dumps({"settings": settings}, indent=1))
     cases = []
-    for number, seed in enumerate(seeds):
-        image_path = folder / f"{seed:05d}.image.npy"
-        target_path = folder / f"{seed:05d}.target.npy"
+    for number, item in enumerate(items):
+        image_path = folder / f"{item.stem}.image.npy"
+        target_path = folder / f"{item.stem}.target.npy"
         if not (image_path.is_file() and target_path.is_file()):
-            image, target = prepare_case(seed, stage, spacing, window, size)
+            ct, labels = item.load()
+            image, target = prepare_arrays(ct, labels, stage, spacing, window)
             for path, array in ((target_path, target), (image_path, image)):
                 write_atomically(path, lambda temporary, a=array: np.save(temporary, a), ".npy")
         image = np.load(image_path, mmap_mode="r")
         target = np.load(target_path, mmap_mode="r")
-        cases.append(Case(seed, image, target, _foreground_sample(target, seed)))
+        cases.append(Case(item.seed, image, target, _foreground_sample(target, item.seed)))
         if progress:
-            progress(f"caching phantoms ({folder.name})", (number + 1) / len(seeds))
+            progress(f"caching cases ({folder.name})", (number + 1) / len(items))
     return cases
 
 

@@ -241,15 +241,16 @@ def _train(config: TrainConfig, reporter: Reporter, resume: bool, workers) -> Pa
 
     card = initial_card(config)
     preset = config.resolved()
-    count = data.parse_data(config.data)
+    source = data.parse_data(config.data)
     size = tuple(config.phantom_size) if config.phantom_size else None
+    train_items, val_items = source.items(config.validation, config.seed, size, config.stage)
     reporter.stage("caching phantoms", 0.0)
     cache = run / "cache"
     if not workers.main:
         distributed.wait(workers)  # process 0 makes the cache; the others then map it
     train_cases = data.build_cache(
         cache / "train",
-        data.train_seeds(count),
+        train_items,
         config.stage,
         card.spacing_mm,
         card.hu_window,
@@ -258,7 +259,7 @@ def _train(config: TrainConfig, reporter: Reporter, resume: bool, workers) -> Pa
     )
     val_cases = data.build_cache(
         cache / "validation",
-        data.validation_seeds(config.validation),
+        val_items,
         config.stage,
         card.spacing_mm,
         card.hu_window,
@@ -290,8 +291,8 @@ def _train(config: TrainConfig, reporter: Reporter, resume: bool, workers) -> Pa
             write_atomically(run / LOG, lambda path: path.write_text(lines, encoding="utf-8"))
         reporter.log(f"Resuming {run} after epoch {start_epoch}")
     reporter.log(
-        f"Training {card.name}: {count} phantoms (seeds {data.TRAIN_SEED_START}+), "
-        f"{len(val_cases)} for validation (seeds {data.VALIDATION_SEEDS.start}+), "
+        f"Training {card.name} on {config.data}: {len(train_cases)} case(s), "
+        f"{len(val_cases)} for validation, "
         f"{count_parameters(network):,} parameters, epochs {start_epoch + 1}..{config.epochs}"
         f" on {workers.device.type}"
         + (f", {workers.world} processes" if workers.distributed else "")
@@ -357,10 +358,7 @@ def _train(config: TrainConfig, reporter: Reporter, resume: bool, workers) -> Pa
     card = card.with_updates(
         training={
             "data": config.data,
-            "train_seeds": f"{data.TRAIN_SEED_START}-{data.TRAIN_SEED_START + count - 1}",
-            "validation_seeds": f"{data.VALIDATION_SEEDS.start}-"
-            f"{data.VALIDATION_SEEDS.start + config.validation - 1}",
-            "eval_seeds_never_used": f"{data.EVAL_SEEDS.start}-{data.EVAL_SEEDS.stop - 1}",
+            **source.describe(train_items, val_items),
             "phantom_size": list(size) if size else "varied per seed",
             "command": config.command().replace(
                 "deepliver train",
