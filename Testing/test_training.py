@@ -163,3 +163,16 @@ def test_bad_datasets_are_refused_naming_the_case(tmp_path, breakage, words):
     )
     for word in words:
         assert word in result.stderr
+
+
+def test_training_never_reads_the_test_cases_of_a_dataset(tmp_path):
+    from deepliver.io.image_files import write_image
+    from deepliver.phantom import PhantomSpec, make_phantom
+    from deepliver.training import data as training_data
+
+    folder = msd_dataset(tmp_path / "data")
+    phantom = make_phantom(PhantomSpec(seed=600, size=(48, 48, 16)))
+    write_image(phantom.ct, folder / "imagesTs" / "liver_test_0000.nii.gz")
+    write_image(phantom.labels, folder / "labelsTs" / "liver_test.nii.gz")
+    train, validation = training_data.parse_data(str(folder)).items(1, 0)
+    assert sorted(i.stem for i in train + validation) == ["liver_0", "liver_1", "liver_2"]

@@ -28,9 +28,17 @@ class Case:
 
 
 def cases_from(
-    data: str, size: tuple[int, int, int] = DEFAULT_PHANTOM_SIZE, first_seed: int = 0
+    data: str,
+    size: tuple[int, int, int] = DEFAULT_PHANTOM_SIZE,
+    first_seed: int = 0,
+    part: str = "test",
 ) -> list[Case]:
-    """The cases of ``--data``: ``phantom:N`` (seeds first_seed..first_seed+N-1) or a folder."""
+    """The cases of ``--data``: ``phantom:N`` (seeds first_seed..first_seed+N-1) or a folder.
+
+    In a Decathlon folder, ``part`` picks the cases: "train" reads imagesTr/labelsTr only (what
+    training may see); "test" reads imagesTs/labelsTs when they are there, else imagesTr/labelsTr
+    (what evaluation scores).
+    """
     kind, _, count = data.partition(":")
     if kind == "phantom" and count:
         if not count.isdigit() or not 1 <= int(count) <= PHANTOM_LIMIT:
@@ -39,7 +47,7 @@ def cases_from(
     folder = Path(data)
     if not folder.is_dir():
         raise DeepLiverError(f"--data {data!r}: neither phantom:N nor a dataset folder")
-    cases = list(_folder_cases(folder))
+    cases = list(_folder_cases(folder, part))
     if not cases:
         raise DeepLiverError(
             f"{folder}: no cases found (imagesTs/labelsTs, imagesTr/labelsTr, or case folders "
@@ -58,8 +66,11 @@ def _phantom_case(seed: int, size: tuple[int, int, int]) -> Case:
     return Case(f"phantom-{seed:02d}", load)
 
 
-def _folder_cases(folder: Path) -> Iterator[Case]:
-    for images, labels in (("imagesTs", "labelsTs"), ("imagesTr", "labelsTr")):
+def _folder_cases(folder: Path, part: str) -> Iterator[Case]:
+    parts = [("imagesTr", "labelsTr")]
+    if part == "test":
+        parts.insert(0, ("imagesTs", "labelsTs"))
+    for images, labels in parts:
         if (folder / images).is_dir() and (folder / labels).is_dir():
             yield from _msd_cases(folder / images, folder / labels)
             return

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     from deepliver.detection.slices import FORMATS, export_slices
     from deepliver.training.data import TRAIN_SEED_START
 
-    cases = cases_from(args.dataset, tuple(args.size), first_seed=TRAIN_SEED_START)
+    cases = cases_from(args.dataset, tuple(args.size), TRAIN_SEED_START, part="train")
     manifest = export_slices(
         cases,
         args.out,

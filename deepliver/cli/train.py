@@ -41,6 +41,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--channels", type=int, nargs="+", help="U-Net channels per level")
     parser.add_argument("--patch", type=int, nargs=3, metavar=("X", "Y", "Z"))
     parser.add_argument("--name", help="model name (default STAGE-ARCH)")
+    parser.add_argument(
+        "--model-version", default="0.1.0", help="the model's version in its card (default 0.1.0)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from RUN's checkpoint")
     parser.add_argument(
         "--device",
@@ -69,6 +72,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
         channels=tuple(args.channels) if args.channels else None,
         patch=tuple(args.patch) if args.patch else None,
         name=args.name,
+        version=args.model_version,
     )
     folder = train(config, reporter, resume=args.resume, device=args.device)
     if folder is None:  # another process of a torchrun job: process 0 reports

@@ -63,7 +63,7 @@ class Source:
             return train, [_phantom_item(s, stage, size) for s in validation_seeds(validation)]
         from deepliver.datasets import cases_from
 
-        cases = cases_from(str(self.folder))
+        cases = cases_from(str(self.folder), part="train")
         if validation >= len(cases):
             raise DeepLiverError(
                 f"{self.folder}: {len(cases)} case(s) cannot give {validation} for validation "

@@ -167,6 +167,8 @@ class TrainConfig:
             parts.append("--patch " + " ".join(map(str, self.patch)))
         if self.name:
             parts.append(f"--name {self.name}")
+        if self.version != "0.1.0":
+            parts.append(f"--model-version {self.version}")
         return " ".join(parts)
 
     def identity(self) -> dict:
