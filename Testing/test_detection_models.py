@@ -95,7 +95,7 @@ def test_yolo_detector_learns_a_box_with_negatives_in_the_batch():
         loss.backward()
         optimizer.step()
         first = first if first is not None else loss.item()
-    assert float(loss) < first / 3
+    assert loss.item() < first / 3
     model.eval()
     found = model.detect(images, score_threshold=0.3)
     for result, expected in zip(found[:4], truth[:4], strict=True):
