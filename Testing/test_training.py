@@ -176,3 +176,27 @@ def test_training_never_reads_the_test_cases_of_a_dataset(tmp_path):
     write_image(phantom.labels, folder / "labelsTs" / "liver_test.nii.gz")
     train, validation = training_data.parse_data(str(folder)).items(1, 0)
     assert sorted(i.stem for i in train + validation) == ["liver_0", "liver_1", "liver_2"]
+
+
+@pytest.mark.parametrize(
+    "arch, stage, extra",
+    [
+        ("unet2d", "tumor", ["--channels", "4", "8", "--patch", "32", "32", "1"]),
+        ("unet3d", "liver", ["--channels", "4", "8", "--patch", "16", "16", "8"]),
+        ("fasterrcnn", "detection", ["--channels", "4", "8", "8", "8", "--patch", "64", "64", "1"]),
+        ("yolo", "detection", ["--channels", "4", "8", "8", "8", "--patch", "64", "64", "1"]),
+    ],
+)
+def test_every_architecture_trains_into_a_model_that_loads(tmp_path, arch, stage, extra):
+    from deepliver.models.card import load_model
+
+    run = tmp_path / arch
+    deepliver(
+        "train", "--arch", arch, "--stage", stage, "--data", "phantom:2", "--validation", "1",
+        "--batch", "2", "--phantom-size", "64", "64", "20", "--steps", "2", "--epochs", "1",
+        "--device", "cpu", "--progress", "none", "-o", run, *extra,
+    )  # fmt: skip
+    network, card = load_model(run / "model")
+    assert card.architecture == arch and card.stage == stage
+    assert f"--arch {arch} --stage {stage}" in card.training["command"]
+    assert len(card.metrics["history"]) == 1

@@ -117,7 +117,8 @@ def main() -> None:
         return
     results = accuracy(detectors, args.cases, args.size)
     times = {} if args.skip_speed else speed(detectors)
-    print(f"\n{args.cases} held-out phantoms ({' x '.join(map(str, args.size))}), seeds 0-")
+    size = " x ".join(map(str, args.size))
+    print(f"\n{args.cases} held-out phantoms ({size}), seeds 0-{args.cases - 1}")
     print("detector     recall>=10mm  target  FP/scan  per-slice AP50  512x512x200 s  (<= 20)")
     for name, r in results.items():
         recall_ok = r["recall"] >= TARGETS[name]
