@@ -173,8 +173,19 @@ def test_train_a_detector_then_segment_with_it(tmp_path, monkeypatch):
 
     # compare sets the detector beside the cascade: box metrics, and its box-derived mask.
     report = tmp_path / "report"
-    deepliver("compare", "--models", "unet2d,yolo", "--data", "phantom:1", "--size", "64", "64",
-              "24", "-o", report, "--device", "cpu")  # fmt: skip
+    deepliver(
+        "compare",
+        "--models",
+        "unet2d,yolo",
+        "--data",
+        "phantom:1",
+        "--size",
+        "64",
+        "64",
+        "24",
+        "-o",
+        report,
+    )  # fmt: skip  (--device auto: resolved before loading)
     box_rows = list(csv.DictReader((report / "boxes.csv").read_text().splitlines()))
     assert [(r["model"], r["level"]) for r in box_rows] == [("yolo", "slice"), ("yolo", "lesion")]
     metrics = list(csv.DictReader((report / "metrics.csv").read_text().splitlines()))

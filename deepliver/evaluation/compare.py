@@ -48,10 +48,11 @@ def compare(
     ``yolo``: the bundled ``tumor-<name>``, run in the liver of the first family named, or of
     ``unet2d``); a detector is scored on its boxes and on the mask they imply.
     """
-    from deepliver.inference.cascade import load_cascade, segment
+    from deepliver.inference.cascade import load_cascade, resolve_device, segment
     from deepliver.models.card import DETECTION_ARCHITECTURES, find_model, load_model
 
     report = progress or (lambda stage, fraction: None)
+    device = resolve_device(device)
     families = [m for m in models if m not in DETECTION_ARCHITECTURES]
     detectors = {
         name: load_model(find_model(f"tumor-{name}"), device)
@@ -76,7 +77,14 @@ def compare(
                 _score(evaluation, family, case.name, results[family], truth, ct)
         for name, (network, card) in detectors.items():
             seconds[name] += _score_detector(
-                evaluation, name, case.name, (network, card), results[liver_family], truth, ct
+                evaluation,
+                name,
+                case.name,
+                (network, card),
+                results[liver_family],
+                truth,
+                ct,
+                device,
             )
     evaluation.models = [
         {
@@ -97,7 +105,7 @@ def _score(evaluation: Evaluation, model: str, case: str, labels, truth, ct) -> 
     evaluation.snapshots.append(picture)
 
 
-def _score_detector(evaluation, name, case, model, cascade_labels, truth, ct) -> float:
+def _score_detector(evaluation, name, case, model, cascade_labels, truth, ct, device) -> float:
     """Detect in the cascade's liver; score the boxes, then the mask they imply. Returns the
     detector's seconds (the liver's time is the cascade's)."""
     from deepliver.detection.detect import detect_lesions
@@ -105,7 +113,7 @@ def _score_detector(evaluation, name, case, model, cascade_labels, truth, ct) ->
     network, card = model
     liver = cascade_labels.array > 0
     start = time.perf_counter()
-    detections = detect_lesions(ct, liver, network, card)
+    detections = detect_lesions(ct, liver, network, card, device)
     seconds = time.perf_counter() - start
     evaluation.box_rows += box_rows(name, case, detections, truth, ct)
     labels = liver.astype(np.uint8)
