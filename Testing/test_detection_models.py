@@ -194,3 +194,26 @@ def test_train_a_detector_then_segment_with_it(tmp_path, monkeypatch):
 
     deepliver("train", "--arch", "yolo", "--stage", "liver", "--data", "phantom:1", "-o",
               tmp_path / "bad", expect=1)  # fmt: skip
+
+
+def test_box_scores_per_slice_and_per_lesion_by_hand():
+    from deepliver.detection.detect import DetectedLesion
+    from deepliver.evaluation.boxes import box_mask, box_rows
+    from deepliver.volume import Grid, Volume
+
+    grid = Grid((10, 20, 20), origin=(0.0, 0.0, 0.0), spacing=(1.0, 1.0, 2.0))
+    labels = np.zeros(grid.shape, dtype=np.uint8)
+    labels[:, 2:18, 2:18] = 1
+    labels[3:6, 5:9, 5:9] = 2  # one lesion: slices 3-5, rows and columns 5-8
+    truth, ct = Volume(labels, grid), Volume(np.zeros(grid.shape, np.int16), grid)
+    # Voxel centres at index * spacing: the lesion's corners are at (4.5, 4.5, 5.0)-(8.5, 8.5, 11).
+    exact = DetectedLesion(1, 0.9, 3, (4.5, 4.5, 5.0), (8.5, 8.5, 11.0))
+    rows = {r["level"]: r for r in box_rows("d", "c", [exact], truth, ct)}
+    assert (rows["slice"]["tp"], rows["slice"]["fp"], rows["slice"]["fn"]) == (3, 0, 0)
+    assert (rows["lesion"]["tp"], rows["lesion"]["fp"], rows["lesion"]["fn"]) == (1, 0, 0)
+    assert (box_mask([exact], grid, labels > 0) == (labels == 2)).all()
+    # Shifted by half its width in x: IoU 1/3 per slice and in 3D -> misses, and a false box.
+    shifted = DetectedLesion(1, 0.9, 3, (6.5, 4.5, 5.0), (10.5, 8.5, 11.0))
+    rows = {r["level"]: r for r in box_rows("d", "c", [shifted], truth, ct)}
+    assert (rows["slice"]["tp"], rows["slice"]["fp"], rows["slice"]["fn"]) == (0, 3, 3)
+    assert (rows["lesion"]["tp"], rows["lesion"]["fp"], rows["lesion"]["fn"]) == (0, 1, 1)

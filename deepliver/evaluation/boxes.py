@@ -5,7 +5,7 @@ project did, clearly labelled as box-derived).
 Per slice: on each slice of the truth's grid, the true boxes are the tumor components' boxes
 (OpenCV contours) and the predicted boxes are the 3D boxes cut by that slice; matched one to one
 at IoU >= 0.5. Per lesion: 3D boxes against the true lesions' boxes in LPS millimetres, matched
-one to one at IoU >= 0.3 (:func:`deepliver.detection.metrics.match_lesions`).
+one to one at IoU >= 0.5 (:func:`deepliver.detection.metrics.match_lesions`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import torch
 from torchvision.ops import box_iou
 
 from deepliver.detection.boxes import boxes_from_mask
-from deepliver.detection.metrics import LESION_IOU, match_lesions
+from deepliver.detection.metrics import match_lesions
 from deepliver.volume import Grid, Volume
 
-SLICE_IOU = 0.5
+BOX_IOU = 0.5  # per slice and per 3D lesion, as the evaluation issue asks
 BOX_MASK_SUFFIX = " (box mask)"
 
 
@@ -54,7 +54,7 @@ def box_rows(model: str, case: str, detections, truth: Volume, ct: Volume) -> li
     lesions = lesion_table(truth, ct)
     true_3d = np.array([[*t.box_min_lps, *t.box_max_lps] for t in lesions]).reshape(-1, 6)
     found_3d = np.array([[*d.box_min_lps_mm, *d.box_max_lps_mm] for d in detections])
-    found, false_positives = match_lesions(found_3d.reshape(-1, 6), true_3d, LESION_IOU)
+    found, false_positives = match_lesions(found_3d.reshape(-1, 6), true_3d, BOX_IOU)
     lesion = {"tp": int(found.sum()), "fp": false_positives, "fn": int((~found).sum())}
     return [
         {"model": model, "case": case, "level": "slice", **_slice_counts(detections, truth)},
@@ -81,7 +81,7 @@ def _one_to_one(predicted: np.ndarray, truth: np.ndarray) -> int:
         return 0
     ious = box_iou(torch.from_numpy(predicted), torch.from_numpy(truth)).numpy()
     hits = 0
-    while ious.max() >= SLICE_IOU:
+    while ious.max() >= BOX_IOU:
         p, t = np.unravel_index(int(np.argmax(ious)), ious.shape)
         ious[p, :], ious[:, t] = -1, -1
         hits += 1

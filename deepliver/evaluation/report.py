@@ -365,7 +365,7 @@ def _box_section(evaluation: Evaluation) -> str:
     return (
         "## Box detection\n\nDetectors scored on their boxes: per slice (a 3D box cut by the "
         "slice against the tumor components' boxes, IoU >= 0.5) and per 3D lesion (against the "
-        "lesions' boxes in mm, IoU >= 0.3); counts summed over all cases. Their rows in the "
+        "lesions' boxes in mm, IoU >= 0.5); counts summed over all cases. Their rows in the "
         'tables above, marked "(box mask)", score the mask their boxes imply (box inside the '
         "liver), not a segmentation.\n\n" + _table(header, table)
     )
