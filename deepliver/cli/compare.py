@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from deepliver.cli.evaluate import add_report_options, finish
+from deepliver.cli.options import add_phantom_size
 from deepliver.progress import Reporter, within
 
 
@@ -29,14 +30,7 @@ def add_parser(subparsers) -> None:
         "(imagesTs/labelsTs or imagesTr/labelsTr, or case folders with ct.nii.gz and "
         "labels.nii.gz); default %(default)s",
     )
-    parser.add_argument(
-        "--size",
-        type=int,
-        nargs=3,
-        default=(256, 256, 96),
-        metavar=("X", "Y", "Z"),
-        help="phantom size (default 256 256 96)",
-    )
+    add_phantom_size(parser)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     add_report_options(parser)
     parser.set_defaults(run=run)

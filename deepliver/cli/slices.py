@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from deepliver.cli.options import add_phantom_size
 from deepliver.progress import Reporter
 
 
@@ -59,14 +60,7 @@ def add_parser(subparsers) -> None:
         metavar=("LOW", "HIGH"),
         help="HU window mapped to 0..255 (default -100 250)",
     )
-    parser.add_argument(
-        "--size",
-        type=int,
-        nargs=3,
-        default=(256, 256, 96),
-        metavar=("X", "Y", "Z"),
-        help="phantom size (default 256 256 96)",
-    )
+    add_phantom_size(parser)
     parser.set_defaults(run=run)
 
 

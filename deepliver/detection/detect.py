@@ -22,9 +22,9 @@ from deepliver.inference.postprocess import liver_box, liver_only
 from deepliver.io.atomic import write_atomically
 from deepliver.models.card import ModelCard
 from deepliver.models.predict import normalise
+from deepliver.training.data import TUMOR_CROP_MARGIN_MM
 from deepliver.volume import Volume
 
-LIVER_MARGIN_MM = 15.0  # as the training crops (deepliver.training.data.TUMOR_CROP_MARGIN_MM)
 BOX_SCORE = 0.3  # per-slice boxes kept for linking
 LESION_SCORE = 0.5  # a 3D lesion is reported when its best slice scores this much
 BATCH = 8
@@ -51,7 +51,7 @@ def detect_lesions(
     ct: Volume, liver: np.ndarray, network, card: ModelCard, device: str = "cpu"
 ) -> list[DetectedLesion]:
     """Lesion boxes in the liver of ``ct`` (HU), numbered by score, best first."""
-    box = liver_box(liver, ct.grid, LIVER_MARGIN_MM)
+    box = liver_box(liver, ct.grid, TUMOR_CROP_MARGIN_MM)  # the crop the detector trained on
     if box is None:
         return []
     crop = liver_only(ct.crop(box), liver[box.slices])

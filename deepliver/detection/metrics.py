@@ -59,20 +59,27 @@ def box_iou_3d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (volume_a[:, None] + volume_b[None, :] - inter)
 
 
+def greedy_matches(ious: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Which columns (truths) get a row (prediction), one to one, best IoU first, IoU at least
+    the threshold: bool per column of the (predictions, truths) IoU matrix."""
+    ious = np.array(ious, dtype=np.float64, copy=True).reshape(-1, np.shape(ious)[-1])
+    found = np.zeros(ious.shape[1], dtype=bool)
+    while ious.size and ious.max() >= iou_threshold:
+        p, t = np.unravel_index(int(np.argmax(ious)), ious.shape)
+        found[t] = True
+        ious[p, :] = -1
+        ious[:, t] = -1
+    return found
+
+
 def match_lesions(
     predicted: np.ndarray, truth: np.ndarray, iou_threshold: float = LESION_IOU
 ) -> tuple[np.ndarray, int]:
     """(which true lesions were found (bool per lesion), false positives) for 3D boxes, matched
     one to one, best IoU first."""
-    found = np.zeros(len(truth), dtype=bool)
     if len(truth) == 0 or len(predicted) == 0:
-        return found, len(predicted)
-    ious = box_iou_3d(predicted, truth)
-    while ious.max() >= iou_threshold:
-        p, t = np.unravel_index(int(np.argmax(ious)), ious.shape)
-        found[t] = True
-        ious[p, :] = -1
-        ious[:, t] = -1
+        return np.zeros(len(truth), dtype=bool), len(predicted)
+    found = greedy_matches(box_iou_3d(predicted, truth), iou_threshold)
     return found, len(predicted) - int(found.sum())
 
 

@@ -15,7 +15,7 @@ import torch
 from torchvision.ops import box_iou
 
 from deepliver.detection.boxes import boxes_from_mask
-from deepliver.detection.metrics import match_lesions
+from deepliver.detection.metrics import greedy_matches, match_lesions
 from deepliver.volume import Grid, Volume
 
 BOX_IOU = 0.5  # per slice and per 3D lesion, as the evaluation issue asks
@@ -80,9 +80,4 @@ def _one_to_one(predicted: np.ndarray, truth: np.ndarray) -> int:
     if len(predicted) == 0 or len(truth) == 0:
         return 0
     ious = box_iou(torch.from_numpy(predicted), torch.from_numpy(truth)).numpy()
-    hits = 0
-    while ious.max() >= BOX_IOU:
-        p, t = np.unravel_index(int(np.argmax(ious)), ious.shape)
-        ious[p, :], ious[:, t] = -1, -1
-        hits += 1
-    return hits
+    return int(greedy_matches(ious, BOX_IOU).sum())
