@@ -16,6 +16,7 @@ from deepliver.detection.linking import link_slices
 from deepliver.detection.losses import yolo_loss
 from deepliver.detection.metrics import average_precision, box_iou_3d, lesion_recall
 from deepliver.detection.networks import YoloDetector, build_fasterrcnn
+from deepliver.detection.operating_point import ScoredScan, choose_operating_point
 from deepliver.detection.training import detect, place
 from deepliver.errors import DeepLiverError
 from deepliver.models.card import ModelCard, bundled_models_dir, load_card
@@ -143,6 +144,18 @@ def test_detector_cards_must_fit_their_stage():
             name="x", version="1", stage="tumor", architecture="yolo", spacing_mm=(1, 1, 1),
             hu_window=(0, 1), labels={0: "background", 1: "tumor"}, in_channels=3,
         )  # fmt: skip
+    common = dict(
+        name="x", version="1", spacing_mm=(1, 1, 1), hu_window=(0, 1),
+        labels={0: "background", 1: "tumor"}, in_channels=3,
+    )  # fmt: skip
+    with pytest.raises(DeepLiverError, match="lesion_score"):  # an operating point is a detector's
+        ModelCard(stage="tumor", architecture="unet2d", lesion_score=0.5, **common)
+    with pytest.raises(DeepLiverError, match="lesion_score"):
+        ModelCard(stage="detection", architecture="yolo", lesion_score=1.5, **common)
+    assert (
+        ModelCard(stage="detection", architecture="yolo", lesion_score=0.25, **common).lesion_score
+        == 0.25
+    )
 
 
 def test_train_a_detector_then_segment_with_it(tmp_path, monkeypatch):
@@ -155,6 +168,10 @@ def test_train_a_detector_then_segment_with_it(tmp_path, monkeypatch):
     card = load_card(run / "model")
     assert card.architecture == "yolo" and "validation_ap50" in card.metrics
     assert "--arch yolo --stage detection" in card.training["command"]
+    # The operating point was chosen on the one validation phantom, within the FP budget.
+    assert 0.0 <= card.lesion_score <= 1.0
+    assert card.metrics["validation_scans"] == 1
+    assert card.metrics["validation_fp_per_scan"] <= 1.0
 
     models = tmp_path / "models"
     shutil.copytree(bundled_models_dir(), models)
@@ -167,6 +184,7 @@ def test_train_a_detector_then_segment_with_it(tmp_path, monkeypatch):
     deepliver("segment", tmp_path / "p" / "ct.nii.gz", "-o", out, "--detector", "yolo")
     found = json.loads((out / "detections.json").read_text())
     assert found["detector"]["name"] == "tumor-yolo"
+    assert all(lesion["score"] >= card.lesion_score for lesion in found["lesions"])
     header = (out / "detections.csv").read_text().splitlines()[0]
     assert header.startswith("lesion,score,slices")
     assert len((out / "detections.csv").read_text().splitlines()) == 1 + len(found["lesions"])
@@ -217,3 +235,39 @@ def test_box_scores_per_slice_and_per_lesion_by_hand():
     rows = {r["level"]: r for r in box_rows("d", "c", [shifted], truth, ct)}
     assert (rows["slice"]["tp"], rows["slice"]["fp"], rows["slice"]["fn"]) == (0, 3, 3)
     assert (rows["lesion"]["tp"], rows["lesion"]["fp"], rows["lesion"]["fn"]) == (0, 1, 1)
+
+
+def cube(low, side):
+    return [low, low, low, low + side, low + side, low + side]
+
+
+def test_operating_point_is_the_lowest_score_within_the_false_positive_budget():
+    big, small, other = cube(0, 10), cube(50, 5), cube(0, 20)
+    far = [cube(100 + 20 * n, 5) for n in range(3)]  # matches nothing
+    scan_a = ScoredScan(  # a counted lesion (0.9), two misses (0.8, 0.4), a small lesion (0.3)
+        boxes=np.array([big, far[0], far[1], small], float),
+        scores=np.array([0.9, 0.8, 0.4, 0.3]),
+        truth=np.array([big, small], float),
+        counted=np.array([True, False]),
+    )
+    scan_b = ScoredScan(  # a counted lesion at 0.5 and a miss at 0.6
+        boxes=np.array([other, far[2]], float),
+        scores=np.array([0.5, 0.6]),
+        truth=np.array([other], float),
+        counted=np.array([True]),
+    )
+    # One per scan: 2 allowed. At 0.3 and 0.4 three misses stay; at 0.5 two.
+    point = choose_operating_point([scan_a, scan_b], 1.0)
+    assert (point.lesion_score, point.recall, point.fp_per_scan) == (0.5, 1.0, 1.0)
+    assert (point.lesions, point.scans) == (2, 2)
+    # Half a miss per scan: 1 allowed, first reached at 0.8; scan B's lesion (0.5) is lost.
+    point = choose_operating_point([scan_a, scan_b], 0.5)
+    assert (point.lesion_score, point.recall, point.fp_per_scan) == (0.8, 0.5, 0.5)
+    point = choose_operating_point([scan_a, scan_b], 0.0)
+    assert (point.lesion_score, point.recall, point.fp_per_scan) == (0.9, 0.5, 0.0)
+    # Nothing fits: the point sits above every score and nothing is reported.
+    lonely = ScoredScan(
+        np.array([far[0]], float), np.array([0.7]), np.zeros((0, 6)), np.zeros(0, bool)
+    )
+    point = choose_operating_point([lonely], 0.0)
+    assert point.lesion_score > 0.7 and point.fp_per_scan == 0.0 and np.isnan(point.recall)

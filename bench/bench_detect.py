@@ -4,7 +4,9 @@ AP at IoU 0.5, and detection time on a 512 x 512 x 200 series.
     python bench/bench_detect.py [--cases 20] [--size 256 256 96] [--skip-speed]
 
 Phantoms with seeds 0..N-1 (never used in training). The liver comes from the bundled liver
-model (as in `deepliver segment --detector`). A true lesion is found when a 3D box overlaps its
+model (as in `deepliver segment --detector`). Lesions are reported at each card's operating
+point (``lesion_score``, chosen on the validation phantoms after training as the lowest score
+with at most one false positive per scan). A true lesion is found when a 3D box overlaps its
 box with IoU >= 0.3 (one to one); a box that finds no lesion of any size is a false positive.
 Recall is over lesions >= 10 mm (longest axial diameter). Per-slice AP: every slice with a
 lesion and every third other slice of the true liver crop, on the detector's grid.
@@ -106,6 +108,8 @@ def speed(detectors: dict) -> dict:
 
 
 def main() -> None:
+    from deepliver.detection.detect import LESION_SCORE
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--size", type=int, nargs=3, default=(256, 256, 96))
@@ -121,6 +125,7 @@ def main() -> None:
     print(f"\n{args.cases} held-out phantoms ({size}), seeds 0-{args.cases - 1}")
     print("detector     recall>=10mm  target  FP/scan  per-slice AP50  512x512x200 s  (<= 20)")
     for name, r in results.items():
+        card = detectors[name][1]
         recall_ok = r["recall"] >= TARGETS[name]
         fp_limit = MAX_FP_PER_SCAN[name]
         fp_ok = fp_limit is None or r["fp_per_scan"] <= fp_limit
@@ -131,6 +136,19 @@ def main() -> None:
             + (f"{seconds:6.1f}" if seconds is not None else "   -  ")
             + f"   {'PASS' if recall_ok and fp_ok else 'FAIL'} accuracy"
             + ("" if seconds is None else f", {'PASS' if seconds <= SPEED_TARGET_S else 'FAIL'}")
+        )
+        point = "default" if card.lesion_score is None else "validation"
+        print(
+            f"{'':12s} {card.name} {card.version}: lesion score >= "
+            f"{card.lesion_score if card.lesion_score is not None else LESION_SCORE:.3f} "
+            f"({point} operating point"
+            + (
+                f": recall {card.metrics['validation_lesion_recall_10mm']:.3f}, "
+                f"{card.metrics['validation_fp_per_scan']:.2f} FP/scan on "
+                f"{card.metrics['validation_scans']} validation phantoms)"
+                if "validation_fp_per_scan" in card.metrics
+                else ")"
+            )
         )
 
 

@@ -80,9 +80,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     from deepliver.models.card import load_card
 
     card = load_card(folder)
-    metric = next(
-        k for k in card.metrics if k.startswith("validation_") and k != "validation_cases"
-    )
+    metric = card.validation_metric
     reporter.log(
         f"Model {card.name} written to {folder}: {metric.replace('_', ' ')} "
         f"{card.metrics[metric]:.4f} (epoch {card.metrics['best_epoch']})"

@@ -26,7 +26,7 @@ from deepliver.training.data import TUMOR_CROP_MARGIN_MM
 from deepliver.volume import Volume
 
 BOX_SCORE = 0.3  # per-slice boxes kept for linking
-LESION_SCORE = 0.5  # a 3D lesion is reported when its best slice scores this much
+LESION_SCORE = 0.5  # reported from this best-slice score when a card has no lesion_score
 BATCH = 8
 DETECTIONS_CSV = "detections.csv"
 DETECTIONS_JSON = "detections.json"
@@ -48,9 +48,17 @@ class DetectedLesion:
 
 
 def detect_lesions(
-    ct: Volume, liver: np.ndarray, network, card: ModelCard, device: str = "cpu"
+    ct: Volume,
+    liver: np.ndarray,
+    network,
+    card: ModelCard,
+    device: str = "cpu",
+    lesion_score: float | None = None,
 ) -> list[DetectedLesion]:
-    """Lesion boxes in the liver of ``ct`` (HU), numbered by score, best first."""
+    """Lesion boxes in the liver of ``ct`` (HU), numbered by score, best first; those scoring
+    at least ``lesion_score`` (default: the card's operating point)."""
+    if lesion_score is None:
+        lesion_score = LESION_SCORE if card.lesion_score is None else card.lesion_score
     box = liver_box(liver, ct.grid, TUMOR_CROP_MARGIN_MM)  # the crop the detector trained on
     if box is None:
         return []
@@ -60,7 +68,7 @@ def detect_lesions(
     inside = Volume(liver[box.slices].astype(np.uint8), crop.grid)
     inside = inside.resampled_onto(seen.grid, label=True, fill=0).array > 0
     per_slice = _boxes_per_slice(network, card, image, inside, device)
-    tracks = [t for t in link_slices(per_slice) if t.score >= LESION_SCORE]
+    tracks = [t for t in link_slices(per_slice) if t.score >= lesion_score]
     lesions = []
     for number, track in enumerate(tracks, start=1):
         start, stop = track.box_ijk()

@@ -50,10 +50,9 @@ def boxes_in(mask: np.ndarray) -> np.ndarray:
 class DetectionTask:
     """What the training loop needs from a detector: a batch loss and a validation score."""
 
-    metric = "validation_ap50"
-
     def __init__(self, card: ModelCard, batch: int, device=None) -> None:
         self.card = card
+        self.metric = card.validation_metric
         self.batch = batch
         self.device = torch.device(device or "cpu")
         self.size = int(card.roi_size[0])
@@ -106,6 +105,19 @@ class DetectionTask:
                 detections.extend(detect(network, self.card, image[None], self.device))
         score = average_precision(detections, truths)
         return (0.0 if score is None else score), []
+
+    def finish(self, network, items) -> dict:
+        """The operating point (card ``lesion_score``) chosen on the validation cases."""
+        from deepliver.detection.operating_point import (
+            choose_operating_point,
+            scan_validation_case,
+        )
+
+        scans = [
+            scan_validation_case(*item.load(), network, self.card, self.device) for item in items
+        ]
+        point = choose_operating_point(scans)
+        return {"lesion_score": point.lesion_score, "metrics": point.as_metrics()}
 
     def validation_slices(self, case) -> list[int]:
         """Slices with lesions (up to VALIDATION_SLICES), then every third other slice."""

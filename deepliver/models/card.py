@@ -49,6 +49,9 @@ class ModelCard:
     roi_size: tuple[int, int, int] = (128, 128, 1)  # patch (x, y, z) voxels for the inferer
     training: dict[str, Any] = field(default_factory=dict)  # data, seeds, command, wall time
     metrics: dict[str, Any] = field(default_factory=dict)  # measured, e.g. validation Dice
+    # detectors: 3D lesions are reported from this score (chosen on validation cases, see
+    # detection.operating_point); None: detect.LESION_SCORE
+    lesion_score: float | None = None
     sha256: str = ""  # of weights.pt
     description: str = ""
     format: int = CARD_FORMAT
@@ -67,6 +70,11 @@ class ModelCard:
     @property
     def is_detector(self) -> bool:
         return self.architecture in DETECTION_ARCHITECTURES
+
+    @property
+    def validation_metric(self) -> str:
+        """The score training selects on: per-slice box AP for detectors, Dice otherwise."""
+        return "validation_ap50" if self.is_detector else "validation_dice"
 
     @property
     def context_slices(self) -> int:
@@ -111,6 +119,10 @@ class ModelCard:
             raise bad(f"unet3d in_channels must be 1, got {self.in_channels}")
         if len(self.roi_size) != 3 or not all(_positive(v) for v in self.roi_size):
             raise bad(f"roi_size must be 3 positive integers, got {self.roi_size!r}")
+        if self.lesion_score is not None and not (
+            self.is_detector and 0.0 <= self.lesion_score <= 1.0
+        ):
+            raise bad(f"lesion_score must be within 0..1 on a detector, got {self.lesion_score!r}")
         if self.sha256 and (len(self.sha256) != 64 or not _is_hex(self.sha256)):
             raise bad("sha256 must be 64 hex digits")
         if self.format != CARD_FORMAT:

@@ -79,12 +79,11 @@ FOREGROUND_FRACTION = {"liver": 0.6, "tumor": 0.7}
 class SegmentationTask:
     """What the loop needs from a segmentation network: a batch loss and validation Dice."""
 
-    metric = "validation_dice"
-
     def __init__(
         self, card: ModelCard, batch: int, foreground_fraction: float, device=None
     ) -> None:
         self.card, self.batch, self.fraction = card, batch, foreground_fraction
+        self.metric = card.validation_metric
         self.device = torch.device(device or "cpu")
         # Batch Dice: one Dice over the batch, so patches without a tumor do not each count
         # as a perfect or a failed case.
@@ -99,6 +98,10 @@ class SegmentationTask:
     def validate(self, network, cases) -> tuple[float, list[float]]:
         dices = [validation_dice(network, self.card, case, self.device) for case in cases]
         return float(np.mean(dices)), dices
+
+    def finish(self, network, items: list[data.Item]) -> dict:
+        """Card fields measured on the final network (a segmentation model has none)."""
+        return {}
 
 
 def make_task(card: ModelCard, preset: dict, stage: str, device=None):
@@ -355,9 +358,14 @@ def _train(config: TrainConfig, reporter: Reporter, resume: bool, workers) -> Pa
     if not workers.main:
         return None
 
-    reporter.stage("writing the model", 0.97)
     final = best["state"] if best["state"] is not None else network.state_dict()
+    reporter.stage("measuring the final model on the validation cases", 0.96)
+    network.load_state_dict(final)
+    network.eval()
+    finished = task.finish(network, val_items)
+    reporter.stage("writing the model", 0.98)
     card = card.with_updates(
+        **{k: v for k, v in finished.items() if k != "metrics"},
         training={
             "data": config.data,
             **source.describe(train_items, val_items),
@@ -389,6 +397,7 @@ def _train(config: TrainConfig, reporter: Reporter, resume: bool, workers) -> Pa
                 }
                 for h in history
             ],
+            **finished.get("metrics", {}),
         },
     )
     folder = run / MODEL_FOLDER

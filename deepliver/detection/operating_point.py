@@ -1,0 +1,103 @@
+"""A detector's operating point: the 3D lesion score from which lesions are reported.
+
+Raw detector scores are not probabilities (a YOLO-style objectness and a Faster R-CNN class
+score mean different things), so one fixed cut-off serves neither. After training, the
+detector runs on the validation cases, and the lowest score that keeps the false positives
+within ``MAX_FP_PER_SCAN`` (the detection issue's clinical budget) becomes the card's
+``lesion_score``: as much recall as that budget allows. Truth is the label map's lesions,
+matched to 3D boxes one to one at ``detection.metrics.LESION_IOU``, as the benchmark does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepliver.detection.metrics import match_lesions
+
+MAX_FP_PER_SCAN = 1.0
+SMALLEST_COUNTED_MM = 10.0  # recall is over lesions this long (axial) or longer
+
+
+@dataclass(frozen=True)
+class ScoredScan:
+    """One validation scan: every 3D box the detector proposes, and the true lesions."""
+
+    boxes: np.ndarray  # (n, 6) LPS mm corners
+    scores: np.ndarray  # (n,)
+    truth: np.ndarray  # (m, 6) LPS mm corners
+    counted: np.ndarray  # (m,) bool: long enough to count towards recall
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    lesion_score: float
+    recall: float  # of counted lesions, on the validation scans
+    fp_per_scan: float
+    lesions: int
+    scans: int
+
+    def as_metrics(self) -> dict:
+        return {
+            "validation_lesion_recall_10mm": round(self.recall, 4),
+            "validation_fp_per_scan": round(self.fp_per_scan, 4),
+            "validation_lesions_10mm": self.lesions,
+            "validation_scans": self.scans,
+        }
+
+
+def tally(scans: list[ScoredScan], threshold: float) -> tuple[int, int, int]:
+    """(counted lesions found, counted lesions, false positives) keeping scores >= threshold."""
+    found = counted = false_positives = 0
+    for scan in scans:
+        kept = scan.boxes[scan.scores >= threshold].reshape(-1, 6)
+        matched, wrong = match_lesions(kept, scan.truth.reshape(-1, 6))
+        found += int((matched & scan.counted).sum())
+        counted += int(scan.counted.sum())
+        false_positives += wrong
+    return found, counted, false_positives
+
+
+def choose_operating_point(
+    scans: list[ScoredScan], max_fp_per_scan: float = MAX_FP_PER_SCAN
+) -> OperatingPoint:
+    """The lowest score whose false positives per scan stay within the budget.
+
+    Candidates are the scores themselves; when no score fits the budget (or there is none),
+    the point sits above them all: nothing would have been reported on the validation scans.
+    """
+    if not scans:
+        raise ValueError("no validation scans to choose an operating point on")
+    scores = np.unique(np.concatenate([s.scores for s in scans] + [np.zeros(0)]))
+    chosen = min(1.0, float(np.nextafter(scores[-1], np.inf))) if len(scores) else 1.0
+    for threshold in scores:  # ascending: the first that fits keeps the most
+        found, counted, false_positives = tally(scans, float(threshold))
+        if false_positives <= max_fp_per_scan * len(scans):
+            chosen = float(threshold)
+            break
+    found, counted, false_positives = tally(scans, chosen)
+    return OperatingPoint(
+        lesion_score=chosen,
+        recall=found / counted if counted else float("nan"),
+        fp_per_scan=false_positives / len(scans),
+        lesions=counted,
+        scans=len(scans),
+    )
+
+
+def scan_validation_case(ct, labels, network, card, device="cpu") -> ScoredScan:
+    """Every box the detector proposes in one labelled case (the true liver as its crop)."""
+    from deepliver.detection.detect import detect_lesions
+    from deepliver.inference.lesions import lesion_table
+
+    proposed = detect_lesions(ct, labels.array > 0, network, card, device, lesion_score=0.0)
+    truth = lesion_table(labels, ct)
+    return ScoredScan(
+        boxes=np.array([[*p.box_min_lps_mm, *p.box_max_lps_mm] for p in proposed]).reshape(-1, 6),
+        scores=np.array([p.score for p in proposed], dtype=np.float64),
+        truth=np.array([[*t.box_min_lps, *t.box_max_lps] for t in truth]).reshape(-1, 6),
+        counted=np.array(
+            [t.longest_axial_diameter_mm >= SMALLEST_COUNTED_MM for t in truth], dtype=bool
+        ),
+    )
