@@ -94,7 +94,7 @@ def _msd_cases(images: Path, labels: Path) -> Iterator[Case]:
 
 def _loader(ct_path: Path, labels_path: Path):
     def load():
-        from deepliver.evaluation.cases import checked_labels
+        from deepliver.annotation.structures import checked_labels
         from deepliver.io.image_files import read_image
 
         ct, labels = read_image(ct_path), checked_labels(read_image(labels_path), str(labels_path))

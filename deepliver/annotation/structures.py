@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from deepliver.errors import DeepLiverError
+from deepliver.volume import Volume
 
 
 @dataclass(frozen=True)
@@ -74,3 +77,16 @@ def structure_by_name(name: str, structures=STRUCTURES) -> Structure:
             return structure
     known = ", ".join(s.name for s in structures)
     raise DeepLiverError(f"no structure is named {name!r}; known: {known}")
+
+
+def checked_labels(volume: Volume, where: str) -> Volume:
+    """uint8 labels 0/1/2, or an error naming the file and the values it holds."""
+    values = np.unique(volume.array)
+    bad = [v for v in values.tolist() if v not in (0, 1, 2)]
+    if bad:
+        shown = ", ".join(f"{v:g}" for v in bad[:8]) + (" ..." if len(bad) > 8 else "")
+        raise DeepLiverError(
+            f"{where}: label values {shown} are not DeepLiver labels (0 background, 1 liver, "
+            "2 tumor); map them first (deepliver convert writes label maps)"
+        )
+    return volume.with_array(volume.array.astype(np.uint8, copy=False))

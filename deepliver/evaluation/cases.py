@@ -17,8 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from deepliver.annotation.structures import checked_labels
 from deepliver.errors import DeepLiverError
 from deepliver.volume import Volume
 
@@ -106,19 +105,6 @@ def is_store(folder: Path) -> bool:
     from deepliver.annotation.store import SERIES_FILE
 
     return any(folder.glob(f"*/*/{SERIES_FILE}"))
-
-
-def checked_labels(volume: Volume, where: str) -> Volume:
-    """uint8 labels 0/1/2, or an error naming the file and the values it holds."""
-    values = np.unique(volume.array)
-    bad = [v for v in values.tolist() if v not in (0, 1, 2)]
-    if bad:
-        shown = ", ".join(f"{v:g}" for v in bad[:8]) + (" ..." if len(bad) > 8 else "")
-        raise DeepLiverError(
-            f"{where}: label values {shown} are not DeepLiver labels (0 background, 1 liver, "
-            "2 tumor); map them first (deepliver convert writes label maps)"
-        )
-    return volume.with_array(volume.array.astype(np.uint8, copy=False))
 
 
 # --- files --------------------------------------------------------------------------------
