@@ -200,3 +200,22 @@ def test_every_architecture_trains_into_a_model_that_loads(tmp_path, arch, stage
     assert card.architecture == arch and card.stage == stage
     assert f"--arch {arch} --stage {stage}" in card.training["command"]
     assert len(card.metrics["history"]) == 1
+
+
+def test_a_wider_slice_context_reaches_the_card_and_inference(tmp_path):
+    from deepliver.models.card import load_model
+    from deepliver.models.predict import predict_mask
+    from deepliver.phantom import PhantomSpec, make_phantom
+
+    run = tmp_path / "five"
+    deepliver("train", *TINY, "--slices", "5", "--steps", "1", "--epochs", "1", "-o", run)
+    network, card = load_model(run / "model")
+    assert card.in_channels == 5 and card.context_slices == 2
+    assert "--slices 5" in card.training["command"]
+    phantom = make_phantom(PhantomSpec(seed=3, size=(48, 48, 16)))
+    assert predict_mask(network, card, phantom.ct).shape == phantom.ct.shape
+    for arch, slices in (("unet2d", "4"), ("unet3d", "3")):
+        args = [*TINY, "--slices", slices, "-o", tmp_path / f"bad{arch}"]
+        args[args.index("unet2d")] = arch
+        result = deepliver("train", *args, expect=1)
+        assert "--slices" in result.stderr and "odd" in result.stderr

@@ -127,6 +127,7 @@ class TrainConfig:
     phantom_size: tuple[int, int, int] | None = None  # fixed (x, y, z); None: varied
     channels: tuple[int, ...] | None = None
     patch: tuple[int, int, int] | None = None
+    slices: int | None = None  # 2.5D models: adjacent slices seen
     name: str | None = None
     version: str = "0.1.0"
     extra: dict = field(default_factory=dict)
@@ -144,6 +145,13 @@ class TrainConfig:
             preset["channels"] = tuple(self.channels)
         if self.patch:
             preset["patch"] = tuple(self.patch)
+        if self.slices:
+            if self.arch == "unet3d" or self.slices % 2 == 0:
+                raise DeepLiverError(
+                    f"--slices {self.slices}: 2.5D models see an odd number of slices "
+                    "(unet3d sees the volume)"
+                )
+            preset["slices"] = self.slices
         return preset
 
     def command(self) -> str:
@@ -168,6 +176,8 @@ class TrainConfig:
             parts.append("--channels " + " ".join(map(str, self.channels)))
         if self.patch:
             parts.append("--patch " + " ".join(map(str, self.patch)))
+        if self.slices:
+            parts.append(f"--slices {self.slices}")
         if self.name:
             parts.append(f"--name {self.name}")
         if self.version != "0.1.0":
