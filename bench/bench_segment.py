@@ -43,7 +43,7 @@ def accuracy(cases: int, size: tuple[int, int, int]) -> dict:
     from deepliver.phantom import PhantomSpec, make_phantom
 
     models = load_cascade("unet2d", "auto")
-    livers, tumors, found, total = [], [], 0, 0
+    livers, tumors, found, total, missed = [], [], 0, 0, []
     for seed in range(cases):
         phantom = make_phantom(PhantomSpec(seed=seed, size=size))
         labels = segment(phantom.ct, models).labels.array
@@ -56,7 +56,14 @@ def accuracy(cases: int, size: tuple[int, int, int]) -> dict:
                 continue
             total += 1
             inside = _lesion_mask(phantom.labels.array, phantom.labels.grid, lesion)
-            found += bool((labels[inside] == 2).any())
+            touched = bool((labels[inside] == 2).any())
+            found += touched
+            if not touched:
+                liver_hu = float(phantom.ct.array[truth == 1].mean())
+                missed.append(
+                    f"seed {seed} ({phantom.phase}): {lesion.longest_axial_diameter_mm:.0f} mm, "
+                    f"{lesion.mean_hu - liver_hu:+.0f} HU against the liver"
+                )
         print(
             f"  seed {seed:3d}: liver Dice {livers[-1]:.3f}"
             + (f", tumor Dice {tumors[-1]:.3f}" if (truth == 2).any() else ""),
@@ -67,6 +74,7 @@ def accuracy(cases: int, size: tuple[int, int, int]) -> dict:
         "tumor_dice": float(np.mean(tumors)) if tumors else math.nan,
         "lesions_found": found / total if total else math.nan,
         "lesions": total,
+        "missed": missed,
         "models": [card.name + " " + card.version for card in models.cards],
     }
 
@@ -182,6 +190,8 @@ def main() -> None:
         f"lesions >= 10 mm found   {scores['lesions_found']:.3f}   target >= "
         f"{TARGETS['lesions']} ({scores['lesions']} lesions)"
     )
+    for line in scores["missed"]:
+        print(f"  missed: {line}")
     if real is None:
         print("real CT: ../shared/data/real not found, skipped")
     else:
