@@ -38,11 +38,10 @@ def load_detectors() -> dict:
 
 
 def accuracy(detectors: dict, cases: int, size) -> dict:
-    from deepliver.detection.detect import detect_lesions
-    from deepliver.detection.metrics import match_lesions
+    from deepliver.detection.detect import reporting_score
+    from deepliver.detection.operating_point import scan_case, tally
     from deepliver.detection.training import DetectionTask
     from deepliver.inference.cascade import load_cascade, segment
-    from deepliver.inference.lesions import lesion_table
     from deepliver.phantom import PhantomSpec, make_phantom
     from deepliver.training import data
 
@@ -52,20 +51,16 @@ def accuracy(detectors: dict, cases: int, size) -> dict:
     for seed in range(cases):
         phantom = make_phantom(PhantomSpec(seed=seed, size=tuple(size)))
         liver = segment(phantom.ct, cascade).labels.array > 0
-        truth = lesion_table(phantom.labels, phantom.ct)
-        truth_boxes = np.array([[*t.box_min_lps, *t.box_max_lps] for t in truth]).reshape(-1, 6)
-        big = np.array([t.longest_axial_diameter_mm >= 10 for t in truth], dtype=bool)
         for name, (network, card) in detectors.items():
-            found = detect_lesions(phantom.ct, liver, network, card)
-            boxes = np.array([[*f.box_min_lps_mm, *f.box_max_lps_mm] for f in found])
-            matched_truth, false_positives = match_lesions(boxes.reshape(-1, 6), truth_boxes)
-            tally = tallies[name]
-            tally["found"] += int((matched_truth & big).sum())
-            tally["big"] += int(big.sum())
-            tally["fp"] += false_positives
-            tally["scans"] += 1
+            scan = scan_case(phantom.ct, phantom.labels, liver, network, card)
+            found, big, false_positives = tally([scan], reporting_score(card))
+            counts = tallies[name]
+            counts["found"] += found
+            counts["big"] += big
+            counts["fp"] += false_positives
+            counts["scans"] += 1
             print(
-                f"  seed {seed:2d} {name:10s}: {int((matched_truth & big).sum())}/{int(big.sum())}"
+                f"  seed {seed:2d} {name:10s}: {found}/{big}"
                 f" lesions >= 10 mm found, {false_positives} false positive(s)",
                 flush=True,
             )
@@ -108,7 +103,7 @@ def speed(detectors: dict) -> dict:
 
 
 def main() -> None:
-    from deepliver.detection.detect import LESION_SCORE
+    from deepliver.detection.detect import reporting_score
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=20)
@@ -140,7 +135,7 @@ def main() -> None:
         point = "default" if card.lesion_score is None else "validation"
         print(
             f"{'':12s} {card.name} {card.version}: lesion score >= "
-            f"{card.lesion_score if card.lesion_score is not None else LESION_SCORE:.3f} "
+            f"{reporting_score(card):.3f} "
             f"({point} operating point"
             + (
                 f": recall {card.metrics['validation_lesion_recall_10mm']:.3f}, "

@@ -58,7 +58,7 @@ def detect_lesions(
     """Lesion boxes in the liver of ``ct`` (HU), numbered by score, best first; those scoring
     at least ``lesion_score`` (default: the card's operating point)."""
     if lesion_score is None:
-        lesion_score = LESION_SCORE if card.lesion_score is None else card.lesion_score
+        lesion_score = reporting_score(card)
     box = liver_box(liver, ct.grid, TUMOR_CROP_MARGIN_MM)  # the crop the detector trained on
     if box is None:
         return []
@@ -83,6 +83,11 @@ def detect_lesions(
             )
         )
     return lesions
+
+
+def reporting_score(card: ModelCard) -> float:
+    """The 3D lesion score a detector reports from: its card's operating point, if it has one."""
+    return LESION_SCORE if card.lesion_score is None else card.lesion_score
 
 
 def _boxes_per_slice(network, card, image, inside, device) -> dict:

@@ -70,15 +70,13 @@ def choose_operating_point(
     if not scans:
         raise ValueError("no validation scans to choose an operating point on")
     scores = np.unique(np.concatenate([s.scores for s in scans] + [np.zeros(0)]))
-    chosen = min(1.0, float(np.nextafter(scores[-1], np.inf))) if len(scores) else 1.0
-    for threshold in scores:  # ascending: the first that fits keeps the most
-        found, counted, false_positives = tally(scans, float(threshold))
+    above = min(1.0, float(np.nextafter(scores[-1], np.inf))) if len(scores) else 1.0
+    for threshold in [*scores.tolist(), above]:  # ascending: the first that fits keeps the most
+        found, counted, false_positives = tally(scans, threshold)
         if false_positives <= max_fp_per_scan * len(scans):
-            chosen = float(threshold)
             break
-    found, counted, false_positives = tally(scans, chosen)
     return OperatingPoint(
-        lesion_score=chosen,
+        lesion_score=threshold,
         recall=found / counted if counted else float("nan"),
         fp_per_scan=false_positives / len(scans),
         lesions=counted,
@@ -86,12 +84,12 @@ def choose_operating_point(
     )
 
 
-def scan_validation_case(ct, labels, network, card, device="cpu") -> ScoredScan:
-    """Every box the detector proposes in one labelled case (the true liver as its crop)."""
+def scan_case(ct, labels, liver, network, card, device="cpu") -> ScoredScan:
+    """Every box the detector proposes in ``liver`` of one labelled case, and its lesions."""
     from deepliver.detection.detect import detect_lesions
     from deepliver.inference.lesions import lesion_table
 
-    proposed = detect_lesions(ct, labels.array > 0, network, card, device, lesion_score=0.0)
+    proposed = detect_lesions(ct, liver, network, card, device, lesion_score=0.0)
     truth = lesion_table(labels, ct)
     return ScoredScan(
         boxes=np.array([[*p.box_min_lps_mm, *p.box_max_lps_mm] for p in proposed]).reshape(-1, 6),

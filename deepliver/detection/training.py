@@ -108,14 +108,12 @@ class DetectionTask:
 
     def finish(self, network, items) -> dict:
         """The operating point (card ``lesion_score``) chosen on the validation cases."""
-        from deepliver.detection.operating_point import (
-            choose_operating_point,
-            scan_validation_case,
-        )
+        from deepliver.detection.operating_point import choose_operating_point, scan_case
 
-        scans = [
-            scan_validation_case(*item.load(), network, self.card, self.device) for item in items
-        ]
+        scans = []
+        for item in items:
+            ct, labels = item.load()  # the true liver is the crop
+            scans.append(scan_case(ct, labels, labels.array > 0, network, self.card, self.device))
         point = choose_operating_point(scans)
         return {"lesion_score": point.lesion_score, "metrics": point.as_metrics()}
 
