@@ -13,7 +13,7 @@ import torch
 from cli_helpers import deepliver
 
 from deepliver.detection.linking import link_slices
-from deepliver.detection.losses import yolo_loss
+from deepliver.detection.losses import assign, yolo_loss
 from deepliver.detection.metrics import average_precision, box_iou_3d, lesion_recall
 from deepliver.detection.networks import YoloDetector, build_fasterrcnn
 from deepliver.detection.operating_point import ScoredScan, choose_operating_point
@@ -104,6 +104,31 @@ def test_yolo_detector_learns_a_box_with_negatives_in_the_batch():
     assert all(len(r["boxes"]) == 0 for r in found[4:])  # nothing on the empty slices
 
 
+def test_yolo_gives_a_box_to_fitting_anchors_in_its_cell_and_the_two_nearest_neighbours():
+    model = YoloDetector(3, (8, 16, 32, 32))
+    outputs = model(torch.zeros(1, 3, 64, 64))  # grids 8x8, 4x4, 2x2; 3 anchors each
+    box = torch.tensor([[18.0, 42.0, 28.0, 52.0]])  # 10 x 10 px, centre (23, 47)
+    pairs = assign(model, outputs, box)
+    assert all(torch.equal(b, box[0]) for _, b in pairs)
+    cells = set()
+    for index, _ in pairs:
+        level = 0 if index < 192 else 1 if index < 240 else 2
+        offset, side = [(0, 8), (192, 4), (240, 2)][level]
+        anchor, rest = divmod(index - offset, side * side)
+        cells.add((level, anchor, rest % side, rest // side))  # (level, anchor, x, y)
+    # Stride 8: centre cell (2, 5); 23/8 = 2.875 and 47/8 = 5.875, so the right and lower
+    # neighbours. Anchors within 4x of 10 px: 5, 8, 12 (stride 8), 16, 24, 34 (stride 16).
+    assert {(a, x, y) for level, a, x, y in cells if level == 0} == {
+        (a, x, y) for a in range(3) for x, y in [(2, 5), (3, 5), (2, 6)]
+    }
+    # Stride 16: centre (1, 2) at 1.44, 2.94: the left and lower neighbours; 34 px is 3.4x.
+    assert {(a, x, y) for level, a, x, y in cells if level == 1} == {
+        (a, x, y) for a in range(3) for x, y in [(1, 2), (0, 2), (1, 3)]
+    }
+    assert not any(level == 2 for level, *_ in cells)  # 46 px and more: over 4x
+    assert assign(model, outputs, torch.zeros(0, 4)) == []
+
+
 def test_fasterrcnn_trains_on_slices_with_and_without_boxes():
     torch.manual_seed(0)
     images, truth = synthetic_batch(2)
@@ -168,9 +193,12 @@ def test_train_a_detector_then_segment_with_it(tmp_path, monkeypatch):
     card = load_card(run / "model")
     assert card.architecture == "yolo" and "validation_ap50" in card.metrics
     assert "--arch yolo --stage detection" in card.training["command"]
-    # The operating point was chosen on the one validation phantom, within the FP budget.
+    # The operating point was chosen on the one validation phantom, within the FP budget, in
+    # the liver the bundled liver model finds there (as `segment --detector` runs it).
     assert 0.0 <= card.lesion_score <= 1.0
     assert card.metrics["validation_scans"] == 1
+    liver = load_card(bundled_models_dir() / "liver-unet2d")
+    assert card.metrics["validation_liver"] == f"liver-unet2d {liver.version}"
     assert card.metrics["validation_fp_per_scan"] <= 1.0
 
     models = tmp_path / "models"

@@ -68,6 +68,19 @@ def test_card_round_trip(tmp_path):
     assert verify_weights(folder) == loaded
 
 
+def test_weights_beyond_float16_stay_float32_and_load_back_exactly(tmp_path):
+    card = tiny_card()
+    state = build_network(card).state_dict()
+    large, other = [k for k, v in state.items() if v.is_floating_point()][:2]
+    # As a batch-norm running variance can be: float16 (max 65504) would store inf.
+    state[large] = torch.full_like(state[large], 1.0e6)
+    save_model(tmp_path / "m", card, state)
+    stored = torch.load(tmp_path / "m" / WEIGHTS_FILE, weights_only=True)
+    assert (stored[large].dtype, stored[other].dtype) == (torch.float32, torch.float16)
+    loaded, _ = load_model(tmp_path / "m")
+    assert torch.equal(loaded.state_dict()[large], state[large])
+
+
 @pytest.mark.parametrize(
     "changes, words",
     [

@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pydicom
 import pytest
+import torch
 
 from deepliver.cli import main
 from deepliver.io.dicom_read import read_series
@@ -43,6 +44,7 @@ def test_dicom_series_gives_every_result_on_its_exact_grid(tmp_path, held_out):
     voxel_ml = float(np.prod(ct.spacing)) / 1000
     assert summary["liver_volume_ml"] == pytest.approx((labels.array > 0).sum() * voxel_ml, 1e-3)
     assert summary["models"][0]["name"] == "liver-unet2d"
+    assert summary["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # --device auto
     lesions = json.loads((tmp_path / "lesions.json").read_text())["lesions"]
     assert len(lesions) == summary["lesion_count"]
     for name in ("labels.seg.nrrd", "labels.dcm", "lesions.csv", "overview.png"):
@@ -56,7 +58,10 @@ def test_nifti_input_gives_the_same_labels(tmp_path, held_out):
     a = read_image(tmp_path / "a" / "labels.nii.gz")
     b = read_image(tmp_path / "b" / "labels.nii.gz")
     assert a.grid.same_as(b.grid)
-    np.testing.assert_array_equal(a.array, b.array)
+    # The files store the grid with different precision, and a GPU's convolutions are not
+    # bit-exact between runs: a handful of boundary voxels may flip, no more.
+    assert (a.array != b.array).mean() <= 1e-4
+    assert dice(a.array == 2, b.array == 2) >= 0.99
     assert segment(folder / "ct.nii.gz", "-o", tmp_path / "c", "--dicom-seg") == 1
 
 

@@ -24,20 +24,20 @@ MAX_FP_PER_SCAN = {"fasterrcnn": 1.0, "yolo": None}
 SPEED_TARGET_S = 20.0
 
 
-def load_detectors() -> dict:
+def load_detectors(device: str) -> dict:
     from deepliver.errors import DeepLiverError
     from deepliver.models.card import find_model, load_model
 
     detectors = {}
     for name in TARGETS:
         try:
-            detectors[name] = load_model(find_model(f"tumor-{name}"))
+            detectors[name] = load_model(find_model(f"tumor-{name}"), device)
         except DeepLiverError as error:
             print(f"{name}: not bundled ({error})")
     return detectors
 
 
-def accuracy(detectors: dict, cases: int, size) -> dict:
+def accuracy(detectors: dict, cases: int, size, device: str) -> dict:
     from deepliver.detection.detect import reporting_score
     from deepliver.detection.operating_point import scan_case, tally
     from deepliver.detection.training import DetectionTask
@@ -45,14 +45,14 @@ def accuracy(detectors: dict, cases: int, size) -> dict:
     from deepliver.phantom import PhantomSpec, make_phantom
     from deepliver.training import data
 
-    cascade = load_cascade("unet2d", "cpu")
+    cascade = load_cascade("unet2d", device)
     tallies = {name: {"found": 0, "big": 0, "fp": 0, "scans": 0} for name in detectors}
     slices = {name: [] for name in detectors}
     for seed in range(cases):
         phantom = make_phantom(PhantomSpec(seed=seed, size=tuple(size)))
         liver = segment(phantom.ct, cascade).labels.array > 0
         for name, (network, card) in detectors.items():
-            scan = scan_case(phantom.ct, phantom.labels, liver, network, card)
+            scan = scan_case(phantom.ct, phantom.labels, liver, network, card, device)
             found, big, false_positives = tally([scan], reporting_score(card))
             counts = tallies[name]
             counts["found"] += found
@@ -65,7 +65,7 @@ def accuracy(detectors: dict, cases: int, size) -> dict:
                 flush=True,
             )
     for name, (network, card) in detectors.items():
-        task = DetectionTask(card, 8)
+        task = DetectionTask(card, 8, device)
         cached = []
         for seed in range(cases):
             image, target = data.prepare_case(
@@ -84,7 +84,7 @@ def accuracy(detectors: dict, cases: int, size) -> dict:
     }
 
 
-def speed(detectors: dict) -> dict:
+def speed(detectors: dict, device: str) -> dict:
     """Detection alone (liver given) on a 512 x 512 x 200 phantom, best of 2."""
     from deepliver.detection.detect import detect_lesions
     from deepliver.phantom import PhantomSpec, make_phantom
@@ -96,7 +96,7 @@ def speed(detectors: dict) -> dict:
         runs = []
         for _ in range(2):
             start = time.perf_counter()
-            detect_lesions(phantom.ct, liver, network, card)
+            detect_lesions(phantom.ct, liver, network, card, device)
             runs.append(time.perf_counter() - start)
         seconds[name] = min(runs)
     return seconds
@@ -104,20 +104,22 @@ def speed(detectors: dict) -> dict:
 
 def main() -> None:
     from deepliver.detection.detect import reporting_score
+    from deepliver.inference.cascade import resolve_device
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--size", type=int, nargs=3, default=(256, 256, 96))
     parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
-    detectors = load_detectors()
+    device = resolve_device("auto")
+    detectors = load_detectors(device)
     if not detectors:
         print("no bundled detector: nothing to measure")
         return
-    results = accuracy(detectors, args.cases, args.size)
-    times = {} if args.skip_speed else speed(detectors)
+    results = accuracy(detectors, args.cases, args.size, device)
+    times = {} if args.skip_speed else speed(detectors, device)
     size = " x ".join(map(str, args.size))
-    print(f"\n{args.cases} held-out phantoms ({size}), seeds 0-{args.cases - 1}")
+    print(f"\n{args.cases} held-out phantoms ({size}), seeds 0-{args.cases - 1}, on {device}")
     print("detector     recall>=10mm  target  FP/scan  per-slice AP50  512x512x200 s  (<= 20)")
     for name, r in results.items():
         card = detectors[name][1]

@@ -1,9 +1,17 @@
 """The YOLO-style detector's loss: objectness on every cell (slices without lesions teach it
 what a negative looks like), and box (generalised IoU) and class terms where a lesion is.
 
-Each true box is given to the one anchor, over all scales, whose shape fits it best, in the grid
-cell holding its centre. Predictions that already overlap a true box well (IoU > 0.5) but are
-not its assigned anchor are not punished as negatives, as in YOLOv3.
+A true box is given, as in YOLOv5, to every anchor whose shape is within ``ANCHOR_RATIO`` of
+its own, on every scale, in the cell holding its centre and the two neighbouring cells nearest
+to it: several positives per lesion instead of one, which is what lets a small detector learn
+lesions from a few thousand slices. A positive's objectness target is the IoU its box reaches
+(so scores rank boxes by how well they fit). Predictions that already overlap a true box well
+(IoU > 0.5) but are not assigned to it are not punished as negatives.
+
+Objectness is one mean over every scored cell, positives and negatives alike, as in YOLOv5:
+with a separate mean for the few positives, each positive cell weighed a hundred times more
+than a negative one, and the detector fired on every bright blob (98 false positives per scan).
+``OBJECTNESS_WEIGHT`` brings that mean, tiny per cell, up to the size of the box term.
 """
 
 from __future__ import annotations
@@ -15,57 +23,63 @@ from torchvision.ops import box_iou, generalized_box_iou_loss
 from deepliver.detection.networks import STRIDES, YoloDetector
 
 IGNORE_IOU = 0.5
+ANCHOR_RATIO = 4.0
 BOX_WEIGHT = 2.0
-
-
-def _shape_iou(wh: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
-    """IoU of boxes and anchors as if they shared a centre: (boxes, anchors)."""
-    inter = torch.min(wh[:, None, 0], anchors[None, :, 0]) * torch.min(
-        wh[:, None, 1], anchors[None, :, 1]
-    )
-    union = wh[:, None, 0] * wh[:, None, 1] + anchors[None, :, 0] * anchors[None, :, 1] - inter
-    return inter / union
+OBJECTNESS_WEIGHT = 20.0
 
 
 def yolo_loss(
     model: YoloDetector, outputs: list[torch.Tensor], targets: list[torch.Tensor]
 ) -> torch.Tensor:
     """``targets``: per image a (n, 4) float tensor of boxes in pixels (n may be 0)."""
-    all_anchors = model.anchors.reshape(-1, 2)
     boxes, _ = model.decode(outputs)
     objectness = torch.cat([o[:, :, 4].reshape(o.shape[0], -1) for o in outputs], 1)
     tumor_logit = torch.cat([o[:, :, 5].reshape(o.shape[0], -1) for o in outputs], 1)
     positive = torch.zeros_like(objectness, dtype=torch.bool)
     ignore = torch.zeros_like(positive)
     matched_boxes = torch.zeros(*objectness.shape, 4, device=objectness.device)
-    offsets = _level_offsets(outputs)
     for image, truth in enumerate(targets):
         if truth.numel() == 0:
             continue
         ignore[image] = box_iou(boxes[image].detach(), truth).max(dim=1).values > IGNORE_IOU
-        wh = (truth[:, 2:] - truth[:, :2]).clamp(min=1.0)
-        best = _shape_iou(wh, all_anchors).argmax(dim=1)
-        centres = (truth[:, :2] + truth[:, 2:]) / 2
-        for box, choice, centre in zip(truth, best.tolist(), centres, strict=True):
-            level, anchor = divmod(choice, 3)
-            _, _, _, h, w = outputs[level].shape
-            gx = int(centre[0].item() // STRIDES[level])
-            gy = int(centre[1].item() // STRIDES[level])
-            gx, gy = min(max(gx, 0), w - 1), min(max(gy, 0), h - 1)
-            index = offsets[level] + (anchor * h + gy) * w + gx
+        for index, box in assign(model, outputs, truth):
             positive[image, index] = True
             matched_boxes[image, index] = box
-    negative = ~positive & ~ignore
-    target = positive.float()
-    loss_negative = F.binary_cross_entropy_with_logits(objectness[negative], target[negative])
+    predicted, wanted = boxes[positive], matched_boxes[positive]
+    wanted_objectness = torch.zeros_like(objectness)
+    wanted_objectness[positive] = torch.diag(box_iou(predicted.detach(), wanted)).clamp(min=0.0)
+    scored = positive | ~ignore
+    loss = OBJECTNESS_WEIGHT * F.binary_cross_entropy_with_logits(
+        objectness[scored], wanted_objectness[scored]
+    )
     if not positive.any():
-        return loss_negative
-    loss_positive = F.binary_cross_entropy_with_logits(objectness[positive], target[positive])
-    loss_box = generalized_box_iou_loss(boxes[positive], matched_boxes[positive], reduction="mean")
+        return loss
+    loss_box = generalized_box_iou_loss(predicted, wanted, reduction="mean")
     loss_class = F.binary_cross_entropy_with_logits(
         tumor_logit[positive], torch.ones_like(tumor_logit[positive])
     )
-    return loss_negative + loss_positive + BOX_WEIGHT * loss_box + loss_class
+    return loss + BOX_WEIGHT * loss_box + loss_class
+
+
+def assign(model: YoloDetector, outputs: list[torch.Tensor], truth: torch.Tensor):
+    """(flat cell index, true box) pairs: the predictions responsible for each true box."""
+    wh = (truth[:, 2:] - truth[:, :2]).clamp(min=1.0)
+    centres = (truth[:, :2] + truth[:, 2:]) / 2
+    pairs = []
+    for level, (out, offset) in enumerate(zip(outputs, _level_offsets(outputs), strict=True)):
+        _, _, _, h, w = out.shape
+        ratio = wh[:, None, :] / model.anchors[level][None]
+        fits = torch.max(ratio, 1.0 / ratio).amax(dim=2) < ANCHOR_RATIO  # (boxes, anchors)
+        grid = centres / STRIDES[level]
+        for box, fit, (x, y) in zip(truth, fits, grid.tolist(), strict=True):
+            gx, gy = int(x), int(y)
+            cells = {(gx, gy), (gx + (1 if x - gx > 0.5 else -1), gy)}
+            cells.add((gx, gy + (1 if y - gy > 0.5 else -1)))
+            for anchor in torch.nonzero(fit).flatten().tolist():
+                for cx, cy in cells:
+                    if 0 <= cx < w and 0 <= cy < h:
+                        pairs.append((offset + (anchor * h + cy) * w + cx, box))
+    return pairs
 
 
 def _level_offsets(outputs: list[torch.Tensor]) -> list[int]:

@@ -6,8 +6,9 @@ coordinates), scores and labels (1 = tumor), as torchvision detectors do.
 
 - :func:`build_fasterrcnn`: torchvision's ``FasterRCNN`` (region proposals, RoIAlign, box head)
   on the pyramid, with anchors and a box head scaled down to lesions of 5-80 mm.
-- :class:`YoloDetector`: single stage, YOLOv3-style: three grid scales (strides 8, 16, 32),
-  three anchors each, objectness, class score and box per anchor, non-maximum suppression.
+- :class:`YoloDetector`: single stage, YOLO-style: three grid scales (strides 8, 16, 32),
+  three anchors each, objectness, class score and box per anchor (YOLOv5's bounded box
+  decoding), non-maximum suppression.
 """
 
 from __future__ import annotations
@@ -156,10 +157,13 @@ class YoloDetector(nn.Module):
                 torch.arange(w, device=raw.device),
                 indexing="ij",
             )
-            cx = (torch.sigmoid(raw[:, :, 0]) + xs) * stride
-            cy = (torch.sigmoid(raw[:, :, 1]) + ys) * stride
-            bw = anchors[:, 0].view(1, a, 1, 1) * torch.exp(raw[:, :, 2].clamp(max=4.0))
-            bh = anchors[:, 1].view(1, a, 1, 1) * torch.exp(raw[:, :, 3].clamp(max=4.0))
+            # YOLOv5's bounded form: a centre up to half a cell beyond its own cell (so the
+            # neighbouring cells the loss also makes responsible can reach it), a size from 0
+            # to 4 times the anchor (no exp to blow up early in training).
+            cx = (2.0 * torch.sigmoid(raw[:, :, 0]) - 0.5 + xs) * stride
+            cy = (2.0 * torch.sigmoid(raw[:, :, 1]) - 0.5 + ys) * stride
+            bw = anchors[:, 0].view(1, a, 1, 1) * (2.0 * torch.sigmoid(raw[:, :, 2])) ** 2
+            bh = anchors[:, 1].view(1, a, 1, 1) * (2.0 * torch.sigmoid(raw[:, :, 3])) ** 2
             box = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=-1)
             boxes.append(box.reshape(n, -1, 4))
             score = torch.sigmoid(raw[:, :, 4]) * torch.sigmoid(raw[:, :, 5])

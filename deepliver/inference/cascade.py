@@ -168,6 +168,7 @@ def segment_and_write(
         dicom_seg=dicom_seg,
         models=[{"name": card.name, "version": card.version} for card in models.cards],
         timings=timings,
+        device=models.device,
     )
     if detections is not None:
         from deepliver.detection.detect import write_detections

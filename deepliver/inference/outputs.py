@@ -53,13 +53,15 @@ def write_outputs(
     dicom_seg: bool = False,
     models=(),
     timings: dict[str, float] | None = None,
+    device: str | None = None,
 ) -> dict[str, Path]:
     """Write the run's files under ``folder``; returns their paths by kind.
 
     ``labels`` must be on ``ct``'s grid (0 background, 1 liver, 2 tumor). ``dicom_seg`` needs
     ``dicom_source`` (the series' folder or files); ``identity`` then picks that series and checks
     its slices. ``models`` are dicts with at least a name (and a version); ``timings`` the
-    seconds per stage so far. A result without liver still gets every file except the DICOM
+    seconds per stage so far, and ``device`` where the models ran (timings mean little without
+    it). A result without liver still gets every file except the DICOM
     SEG, which cannot hold zero segments (the summary says so); its ``.seg.nrrd`` holds one
     empty Liver segment to draw into.
     """
@@ -93,6 +95,8 @@ def write_outputs(
     stages = dict(timings or {})
     stages["write_outputs"] = time.perf_counter() - start
     data = summary(labels, ct, lesions, models, stages)
+    if device is not None:
+        data["device"] = device
     if identity is not None:
         data["series"] = {"series_uid": identity.series_uid, "fingerprint": identity.fingerprint}
     if not segmentation.segments:

@@ -211,21 +211,28 @@ def load_card(folder: Path | str) -> ModelCard:
 
 
 def save_model(folder: Path | str, card: ModelCard, state_dict: dict, half: bool = True):
-    """Write ``weights.pt`` (float tensors as float16 when ``half``) and ``model.json`` with the
-    weights' sha256; returns the card as written."""
+    """Write ``weights.pt`` (float tensors as float16 when ``half``, except those float16
+    cannot hold) and ``model.json`` with the weights' sha256; returns the card as written."""
     import torch
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {
-        key: (value.detach().to("cpu").half() if half and value.is_floating_point() else value)
-        for key, value in state_dict.items()
-    }
+    state = {key: _stored(value.detach().to("cpu"), half) for key, value in state_dict.items()}
     weights = write_atomically(folder / WEIGHTS_FILE, lambda path: torch.save(state, path))
     card = card.with_updates(sha256=file_sha256(weights))
     text = json.dumps(card.to_json(), indent=2) + "\n"
     write_atomically(folder / CARD_FILE, lambda path: path.write_text(text, encoding="utf-8"))
     return card
+
+
+def _stored(value, half: bool):
+    """float16 halves the files; but a value beyond its range (65504) would load as inf, as a
+    batch-norm running variance after unnormalised feature-pyramid outputs does: such a tensor
+    stays float32."""
+    if not (half and value.is_floating_point()):
+        return value
+    halved = value.half()
+    return halved if bool(halved.isfinite().all()) else value.float()
 
 
 def verify_weights(folder: Path | str, card: ModelCard | None = None) -> ModelCard:
