@@ -129,6 +129,20 @@ def test_yolo_gives_a_box_to_fitting_anchors_in_its_cell_and_the_two_nearest_nei
     assert assign(model, outputs, torch.zeros(0, 4)) == []
 
 
+def test_yolo_loss_is_float32_under_mixed_precision():
+    """Training on a GPU runs the network under autocast (float16 heads); CPU autocast
+    (bfloat16) takes the same path here."""
+    model = YoloDetector(3, (8, 16, 32, 32))
+    images, truth = synthetic_batch(2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model(images)
+        assert outputs[0].dtype == torch.bfloat16
+        loss = yolo_loss(model, outputs, [*truth[:1], torch.zeros(0, 4)])
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert model.heads[0][-1].weight.grad is not None
+
+
 def test_fasterrcnn_trains_on_slices_with_and_without_boxes():
     torch.manual_seed(0)
     images, truth = synthetic_batch(2)

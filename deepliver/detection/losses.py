@@ -32,6 +32,7 @@ def yolo_loss(
     model: YoloDetector, outputs: list[torch.Tensor], targets: list[torch.Tensor]
 ) -> torch.Tensor:
     """``targets``: per image a (n, 4) float tensor of boxes in pixels (n may be 0)."""
+    outputs = [o.float() for o in outputs]  # under mixed precision (GPU) the heads give float16
     boxes, _ = model.decode(outputs)
     objectness = torch.cat([o[:, :, 4].reshape(o.shape[0], -1) for o in outputs], 1)
     tumor_logit = torch.cat([o[:, :, 5].reshape(o.shape[0], -1) for o in outputs], 1)
