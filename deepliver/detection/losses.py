@@ -9,9 +9,10 @@ lesions from a few thousand slices. A positive's objectness target is the IoU it
 (IoU > 0.5) but are not assigned to it are not punished as negatives.
 
 Objectness is one mean over every scored cell, positives and negatives alike, as in YOLOv5:
-with a separate mean for the few positives, each positive cell weighed a hundred times more
-than a negative one, and the detector fired on every bright blob (98 false positives per scan).
-``OBJECTNESS_WEIGHT`` brings that mean, tiny per cell, up to the size of the box term.
+with a separate mean for the few positives, each positive cell weighed about a hundred negative
+ones, and even on 32 slices it was trained on, the detector still scored empty slices up to 0.9
+(training-set AP50 0.54, against 0.95 with one mean). ``OBJECTNESS_WEIGHT`` brings that mean,
+tiny per cell, up to the size of the box term.
 """
 
 from __future__ import annotations
