@@ -60,9 +60,11 @@ def accuracy(cases: int, size: tuple[int, int, int]) -> dict:
             found += touched
             if not touched:
                 liver_hu = float(phantom.ct.array[truth == 1].mean())
+                in_liver = float((labels[inside] > 0).mean())
                 missed.append(
                     f"seed {seed} ({phantom.phase}): {lesion.longest_axial_diameter_mm:.0f} mm, "
-                    f"{lesion.mean_hu - liver_hu:+.0f} HU against the liver"
+                    f"{lesion.mean_hu - liver_hu:+.0f} HU against the liver, "
+                    f"{in_liver:.0%} of it inside the liver found"
                 )
         print(
             f"  seed {seed:3d}: liver Dice {livers[-1]:.3f}"

@@ -87,13 +87,20 @@ def choose_operating_point(
 def scan_case(ct, labels, liver, network, card, device="cpu") -> ScoredScan:
     """Every box the detector proposes in ``liver`` of one labelled case, and its lesions."""
     from deepliver.detection.detect import detect_lesions
-    from deepliver.inference.lesions import lesion_table
 
     proposed = detect_lesions(ct, liver, network, card, device, lesion_score=0.0)
+    boxes = [[*p.box_min_lps_mm, *p.box_max_lps_mm] for p in proposed]
+    return scored_scan(boxes, [p.score for p in proposed], labels, ct)
+
+
+def scored_scan(boxes, scores, labels, ct) -> ScoredScan:
+    """3D boxes ((n, 6) LPS mm corners) and their scores, against a labelled case's lesions."""
+    from deepliver.inference.lesions import lesion_table
+
     truth = lesion_table(labels, ct)
     return ScoredScan(
-        boxes=np.array([[*p.box_min_lps_mm, *p.box_max_lps_mm] for p in proposed]).reshape(-1, 6),
-        scores=np.array([p.score for p in proposed], dtype=np.float64),
+        boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 6),
+        scores=np.asarray(scores, dtype=np.float64).reshape(-1),
         truth=np.array([[*t.box_min_lps, *t.box_max_lps] for t in truth]).reshape(-1, 6),
         counted=np.array(
             [t.longest_axial_diameter_mm >= SMALLEST_COUNTED_MM for t in truth], dtype=bool

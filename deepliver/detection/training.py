@@ -117,8 +117,7 @@ class DetectionTask:
         scans = []
         for item in items:
             ct, labels = item.load()
-            liver = labels.array > 0 if liver_of is None else liver_of(ct)
-            scans.append(scan_case(ct, labels, liver, network, self.card, self.device))
+            scans.append(scan_case(ct, labels, liver_of(ct), network, self.card, self.device))
         point = choose_operating_point(scans)
         metrics = {**point.as_metrics(), "validation_liver": liver_name}
         return {"lesion_score": point.lesion_score, "metrics": metrics}
@@ -132,16 +131,11 @@ class DetectionTask:
 
 
 def _liver_finder(device):
-    """(CT -> liver mask, its name): the bundled liver-unet2d, or (None, "true liver") where
-    no liver model is bundled."""
-    from deepliver.errors import DeepLiverError
+    """(CT -> liver mask, its name) from the registered liver-unet2d (the bundled one first)."""
     from deepliver.inference.cascade import CascadeModels, segment
     from deepliver.models.card import find_model, load_model
 
-    try:
-        liver = load_model(find_model("liver-unet2d"), device)
-    except DeepLiverError:
-        return None, "true liver"
+    liver = load_model(find_model("liver-unet2d"), device)
     models = CascadeModels(liver, None, str(device))
     return (lambda ct: segment(ct, models).labels.array > 0), f"liver-unet2d {liver[1].version}"
 
