@@ -13,8 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from deepliver.detection.metrics import match_lesions
+from deepliver.volume import Volume
 
 MAX_FP_PER_SCAN = 1.0
 SMALLEST_COUNTED_MM = 10.0  # recall is over lesions this long (axial) or longer
@@ -93,7 +95,7 @@ def scan_case(ct, labels, liver, network, card, device="cpu") -> ScoredScan:
     return scored_scan(boxes, [p.score for p in proposed], labels, ct)
 
 
-def scored_scan(boxes, scores, labels, ct) -> ScoredScan:
+def scored_scan(boxes: ArrayLike, scores: ArrayLike, labels: Volume, ct: Volume) -> ScoredScan:
     """3D boxes ((n, 6) LPS mm corners) and their scores, against a labelled case's lesions."""
     from deepliver.inference.lesions import lesion_table
 
