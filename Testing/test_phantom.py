@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from deepliver.errors import DeepLiverError
 from deepliver.phantom import PhantomSpec, make_phantom
-from deepliver.phantom.tissues import Tissue, hu_range
+from deepliver.phantom.tissues import FIRST_TUMOR_ID, Tissue, hu_range
 
 SMALL = (96, 96, 48)
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
@@ -121,6 +121,19 @@ def test_hypodense_tumor_is_darker_than_liver_in_portal_phase():
         pytest.fail("no hypodense tumor in 20 portal-phase phantoms")
     labels, ct = phantom.labels.array, phantom.ct.array
     assert np.median(ct[labels == 2]) < np.median(ct[labels == 1]) - 10
+
+
+@pytest.mark.parametrize("phase", ["native", "portal"])
+def test_tumors_are_darker_than_the_liver_outside_the_arterial_phase(phase):
+    """ct-facts.md: metastases are below the liver in every phase, HCC near or below it except
+    when it washes in on the arterial phase; a brighter tumor elsewhere is not what CT shows."""
+    for seed in range(6):
+        spec = PhantomSpec(seed=seed, size=SMALL, phase=phase, n_tumors=(3, 3))
+        phantom = make_phantom(spec)
+        assert phantom.tumors and {t.kind for t in phantom.tumors} == {"hypo"}
+        tissue, ct = phantom.tissue.array, phantom.ct.array
+        cores = (tissue >= FIRST_TUMOR_ID) & ((tissue - FIRST_TUMOR_ID) % 2 == 1)  # rims aside
+        assert np.median(ct[cores]) < np.median(ct[tissue == Tissue.LIVER]) - 5, seed
 
 
 def test_phase_changes_the_liver_enhancement():

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from cli_helpers import deepliver
@@ -176,6 +177,26 @@ def test_training_never_reads_the_test_cases_of_a_dataset(tmp_path):
     write_image(phantom.labels, folder / "labelsTs" / "liver_test.nii.gz")
     train, validation = training_data.parse_data(str(folder)).items(1, 0)
     assert sorted(i.stem for i in train + validation) == ["liver_0", "liver_1", "liver_2"]
+
+
+def test_tumor_patches_are_centred_on_a_small_lesion_as_often_as_on_a_large_one(tmp_path):
+    """By voxel, a 30 mm lesion beside a 4 mm one would get 99.6% of the patches; the small
+    lesions are the ones a tumor stage misses, so each lesion gets an equal share."""
+    from deepliver.training import data as training_data
+    from deepliver.volume import Grid, Volume
+
+    grid = Grid((20, 60, 60), spacing=(1.0, 1.0, 2.5))
+    labels = np.ones(grid.shape, np.uint8)  # liver everywhere
+    labels[4:16, 10:40, 10:40] = 2  # 30 x 30 x 30 mm
+    labels[9:11, 50:54, 50:54] = 2  # 4 x 4 x 5 mm
+    ct = Volume(np.where(labels == 2, 60.0, 110.0).astype(np.float32), grid)
+    item = training_data.Item(0, "case", lambda: (ct, Volume(labels, grid)))
+    [case] = training_data.build_cache(tmp_path, [item], "tumor", (1.0, 1.0, 2.5), (-100, 250))
+    z, y, x = case.foreground.T
+    in_small = (x >= 45) & (y >= 45)
+    assert np.all(case.target[z, y, x] == 1)
+    assert abs(in_small.mean() - 0.5) < 0.01
+    assert len(np.unique(case.foreground[in_small], axis=0)) == 4 * 4 * 2
 
 
 @pytest.mark.parametrize(

@@ -81,14 +81,16 @@ HU_RANGES: dict[Tissue, tuple] = {
     Tissue.TABLE: ((-500, -200), _SAME, _SAME),
 }
 
-# Tumor contrast to the liver (HU, core minus liver) per phase and kind, and how often a
-# tumor is hyperdense: hypovascular metastases dominate; HCC washes in on arterial phase.
+# Tumor contrast to the liver (HU, core minus liver) per phase and kind, and how often a tumor
+# is hyperdense. Per ct-facts.md, metastases (the most common) are darker than the liver in every
+# phase and hepatocellular carcinoma is near or below it except on the arterial phase, where it
+# washes in: only arterial-phase tumors are hyperdense.
 TUMOR_CONTRAST = {
-    "native": {"hypo": (-30, -10), "hyper": (10, 25)},
+    "native": {"hypo": (-30, -10)},
     "arterial": {"hypo": (-40, -15), "hyper": (20, 60)},
-    "portal": {"hypo": (-60, -20), "hyper": (15, 35)},
+    "portal": {"hypo": (-60, -20)},
 }
-HYPER_PROBABILITY = {"native": 0.15, "arterial": 0.5, "portal": 0.2}
+HYPER_PROBABILITY = {"native": 0.0, "arterial": 0.5, "portal": 0.0}
 
 
 def hu_range(tissue: Tissue, phase: str) -> tuple[float, float]:

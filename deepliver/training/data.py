@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
+from deepliver.annotation.segmentation import LESION_CONNECTIVITY
 from deepliver.errors import DeepLiverError
 from deepliver.inference.postprocess import liver_only
 from deepliver.io.atomic import write_atomically
@@ -198,14 +200,34 @@ def build_cache(
                 write_atomically(path, lambda temporary, a=array: np.save(temporary, a), ".npy")
         image = np.load(image_path, mmap_mode="r")
         target = np.load(target_path, mmap_mode="r")
-        cases.append(Case(item.seed, image, target, _foreground_sample(target, item.seed)))
+        foreground = _foreground_sample(target, item.seed, per_lesion=stage == "tumor")
+        cases.append(Case(item.seed, image, target, foreground))
         if progress:
             progress(f"caching cases ({folder.name})", (number + 1) / len(items))
     return cases
 
 
-def _foreground_sample(target: np.ndarray, seed: int, limit: int = 20000) -> np.ndarray:
-    points = np.argwhere(np.asarray(target) > 0).astype(np.int32)
-    if len(points) > limit:
-        points = points[np.random.default_rng(seed).choice(len(points), limit, replace=False)]
-    return points
+def _foreground_sample(
+    target: np.ndarray, seed: int, per_lesion: bool, limit: int = 20000
+) -> np.ndarray:
+    """Target voxels that foreground patches are centred on.
+
+    With ``per_lesion`` (the tumor stage), each connected lesion gets an equal share: drawn by
+    voxel, a 50 mm lesion would be drawn 100 times as often as an 11 mm one, and the small
+    lesions are the ones the tumor stage missed. The liver is one structure, drawn by voxel; the
+    detectors draw their slices themselves.
+    """
+    mask = np.asarray(target) > 0
+    rng = np.random.default_rng(seed)
+    if not per_lesion:
+        points = np.argwhere(mask).astype(np.int32)
+        if len(points) > limit:
+            points = points[rng.choice(len(points), limit, replace=False)]
+        return points
+    lesions, count = ndimage.label(mask, structure=LESION_CONNECTIVITY)
+    share = max(1, limit // max(count, 1))
+    parts = [np.zeros((0, 3), np.int32)]
+    for number, box in enumerate(ndimage.find_objects(lesions), start=1):
+        points = np.argwhere(lesions[box] == number) + [s.start for s in box]
+        parts.append(points[rng.choice(len(points), share, replace=len(points) < share)])
+    return np.concatenate(parts).astype(np.int32)
