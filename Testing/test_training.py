@@ -180,7 +180,7 @@ def test_training_never_reads_the_test_cases_of_a_dataset(tmp_path):
 
 
 def test_tumor_patches_are_centred_on_a_small_lesion_as_often_as_on_a_large_one(tmp_path):
-    """By voxel, a 30 mm lesion beside a 4 mm one would get 99.6% of the patches; the small
+    """By voxel, a 30 mm lesion beside a 4 mm one would get 99.7% of the patches; the small
     lesions are the ones a tumor stage misses, so each lesion gets an equal share."""
     from deepliver.training import data as training_data
     from deepliver.volume import Grid, Volume
