@@ -110,15 +110,11 @@ def test_hu_per_tissue_matches_the_phase_table(portal):
 
 
 def test_hypodense_tumor_is_darker_than_liver_in_portal_phase():
-    for seed in range(20):
-        spec = PhantomSpec(
-            seed=seed, size=SMALL, phase="portal", n_tumors=(1, 1), tumor_diameter_mm=(30, 45)
-        )
-        phantom = make_phantom(spec)
-        if phantom.tumors and phantom.tumors[0].kind == "hypo":
-            break
-    else:
-        pytest.fail("no hypodense tumor in 20 portal-phase phantoms")
+    spec = PhantomSpec(
+        seed=0, size=SMALL, phase="portal", n_tumors=(1, 1), tumor_diameter_mm=(30, 45)
+    )
+    phantom = make_phantom(spec)
+    assert [tumor.kind for tumor in phantom.tumors] == ["hypo"]  # every portal tumor is
     labels, ct = phantom.labels.array, phantom.ct.array
     assert np.median(ct[labels == 2]) < np.median(ct[labels == 1]) - 10
 
