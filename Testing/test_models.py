@@ -230,12 +230,14 @@ def test_train_writes_a_model_and_resumes(tmp_path):
     tiny = [
         "train", "--arch", "unet2d", "--stage", "liver", "--data", "phantom:3",
         "--validation", "1", "--steps", "2", "--batch", "2", "--phantom-size", "48", "48", "16",
-        "--channels", "4", "8", "--patch", "32", "32", "1", "-o", run, "--progress", "none",
+        "--channels", "4", "8", "--patch", "32", "32", "1", "--spacing", "4", "4", "5.5",
+        "-o", run, "--progress", "none",
     ]  # fmt: skip
     deepliver(*tiny, "--epochs", "1")
     card = verify_weights(run / "model")
     assert card.metrics["best_epoch"] == 1 and len(card.metrics["history"]) == 1
     assert "--data phantom:3" in card.training["command"]
+    assert "--spacing 4 4 5.5" in card.training["command"] and card.spacing_mm == (4, 4, 5.5)
     load_model(run / "model")
     cached = sorted(p.name for p in (run / "cache" / "train").glob("*.npy"))
     assert cached == [f"0100{i}.{kind}.npy" for i in range(3) for kind in ("image", "target")]

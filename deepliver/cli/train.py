@@ -41,6 +41,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--channels", type=int, nargs="+", help="U-Net channels per level")
     parser.add_argument("--patch", type=int, nargs=3, metavar=("X", "Y", "Z"))
     parser.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="mm per voxel of the grid the network sees (default per stage and arch)",
+    )
+    parser.add_argument(
         "--slices", type=int, help="adjacent axial slices a 2.5D model sees (odd; default 3)"
     )
     parser.add_argument("--name", help="model name (default STAGE-ARCH)")
@@ -74,6 +81,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
         phantom_size=tuple(args.phantom_size) if args.phantom_size else None,
         channels=tuple(args.channels) if args.channels else None,
         patch=tuple(args.patch) if args.patch else None,
+        spacing=tuple(args.spacing) if args.spacing else None,
         slices=args.slices,
         name=args.name,
         version=args.model_version,

@@ -127,6 +127,7 @@ class TrainConfig:
     phantom_size: tuple[int, int, int] | None = None  # fixed (x, y, z); None: varied
     channels: tuple[int, ...] | None = None
     patch: tuple[int, int, int] | None = None
+    spacing: tuple[float, float, float] | None = None  # mm (x, y, z) the network sees
     slices: int | None = None  # 2.5D models: adjacent slices seen
     name: str | None = None
     version: str = "0.1.0"
@@ -145,6 +146,8 @@ class TrainConfig:
             preset["channels"] = tuple(self.channels)
         if self.patch:
             preset["patch"] = tuple(self.patch)
+        if self.spacing:
+            preset["spacing"] = tuple(self.spacing)
         if self.slices:
             if self.arch == "unet3d" or self.slices % 2 == 0:
                 raise DeepLiverError(
@@ -176,6 +179,8 @@ class TrainConfig:
             parts.append("--channels " + " ".join(map(str, self.channels)))
         if self.patch:
             parts.append("--patch " + " ".join(map(str, self.patch)))
+        if self.spacing:
+            parts.append("--spacing " + " ".join(f"{v:g}" for v in self.spacing))
         if self.slices:
             parts.append(f"--slices {self.slices}")
         if self.name:
@@ -192,6 +197,7 @@ class TrainConfig:
         keep["phantom_size"] = list(self.phantom_size) if self.phantom_size else None
         keep["channels"] = list(self.channels) if self.channels else None
         keep["patch"] = list(self.patch) if self.patch else None
+        keep["spacing"] = list(self.spacing) if self.spacing else None
         return keep
 
 
