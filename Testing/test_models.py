@@ -258,3 +258,9 @@ def test_train_writes_a_model_and_resumes(tmp_path):
     changed = [a if a != "phantom:3" else "phantom:4" for a in tiny]
     result = deepliver(*changed, "--epochs", "3", "--resume", expect=1)
     assert "data" in result.stderr
+
+    # A grid of no size is refused, naming the option.
+    swap = {"5.5": "0", run: tmp_path / "flat"}
+    flat = [swap.get(a, a) for a in tiny]
+    result = deepliver(*flat, "--epochs", "1", expect=1)
+    assert "--spacing" in result.stderr and "positive" in result.stderr

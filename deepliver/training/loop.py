@@ -147,6 +147,10 @@ class TrainConfig:
         if self.patch:
             preset["patch"] = tuple(self.patch)
         if self.spacing:
+            if len(self.spacing) != 3 or min(self.spacing) <= 0:
+                raise DeepLiverError(
+                    f"--spacing {self.spacing}: three positive sizes in mm (x, y, z)"
+                )
             preset["spacing"] = tuple(self.spacing)
         if self.slices:
             if self.arch == "unet3d" or self.slices % 2 == 0:
