@@ -16,10 +16,12 @@ from deepliver.detection.linking import link_slices
 from deepliver.detection.losses import assign, yolo_loss
 from deepliver.detection.metrics import average_precision, box_iou_3d, lesion_recall
 from deepliver.detection.networks import YoloDetector, build_fasterrcnn
-from deepliver.detection.operating_point import ScoredScan, choose_operating_point
-from deepliver.detection.training import detect, place
+from deepliver.detection.operating_point import ScoredScan, choose_operating_point, scan_case
+from deepliver.detection.training import detect, liver_finder, place
 from deepliver.errors import DeepLiverError
-from deepliver.models.card import ModelCard, bundled_models_dir, load_card
+from deepliver.models.card import ModelCard, bundled_models_dir, load_card, load_model
+from deepliver.phantom import make_phantom
+from deepliver.training.data import phantom_spec
 
 
 def boxes(*rows) -> np.ndarray:
@@ -37,7 +39,8 @@ def test_linking_joins_overlapping_boxes_across_slices_and_bridges_one_gap():
     assert [sorted(t.boxes) for t in tracks] == [[3, 4, 6], [9], [4]]
     start, stop = tracks[0].box_ijk()
     assert start.tolist() == [10, 10, 3] and stop.tolist() == [21, 22, 7]
-    assert tracks[0].score == pytest.approx(0.9) and tracks[2].score == pytest.approx(0.4)
+    # Scored by the mean of the three best slices, a missing one counting as 0.
+    assert tracks[0].score == pytest.approx(0.8) and tracks[2].score == pytest.approx(0.4 / 3)
 
 
 def test_average_precision_by_hand():
@@ -208,12 +211,42 @@ def test_train_a_detector_then_segment_with_it(tmp_path, monkeypatch):
     assert card.architecture == "yolo" and "validation_ap50" in card.metrics
     assert "--arch yolo --stage detection" in card.training["command"]
     # The operating point was chosen on the one validation phantom, within the FP budget, in
-    # the liver the bundled liver model finds there (as `segment --detector` runs it).
+    # the liver the bundled cascade finds there (as `segment --detector` runs it).
     assert 0.0 <= card.lesion_score <= 1.0
     assert card.metrics["validation_scans"] == 1
-    liver = load_card(bundled_models_dir() / "liver-unet2d")
-    assert card.metrics["validation_liver"] == f"liver-unet2d {liver.version}"
+    cascade = [load_card(bundled_models_dir() / f"{s}-unet2d") for s in ("liver", "tumor")]
+    assert card.metrics["validation_liver"] == " + ".join(f"{c.name} {c.version}" for c in cascade)
     assert card.metrics["validation_fp_per_scan"] <= 1.0
+
+    # The operating point chosen again, on two validation phantoms, into a copy of the model.
+    source_card = (run / "model" / "model.json").read_bytes()
+    copy = tmp_path / "copy"
+    deepliver(
+        "models", "operating-point", run / "model", "-o", copy, "--validation", "2",
+        "--model-version", "0.0.2", "--device", "cpu", "--progress", "none",
+    )  # fmt: skip
+    again = load_card(copy)
+    assert (run / "model" / "model.json").read_bytes() == source_card  # left as it was
+    assert (copy / "weights.pt").read_bytes() == (run / "model" / "weights.pt").read_bytes()
+    assert (again.version, again.sha256, again.metrics["validation_scans"]) == (
+        "0.0.2",
+        card.sha256,
+        2,
+    )
+    assert again.training["operating_point_command"].endswith("--model-version 0.0.2")
+    network, _ = load_model(copy)
+    liver_of, _ = liver_finder("cpu")
+    scans = []
+    for seed in (100, 101):  # the first two validation seeds, at the size it trained on
+        phantom = make_phantom(phantom_spec(seed, "detection", (64, 64, 20)))
+        scans.append(scan_case(phantom.ct, phantom.labels, liver_of(phantom.ct), network, card))
+    assert again.lesion_score == choose_operating_point(scans).lesion_score
+    taken = deepliver("models", "operating-point", run / "model", "-o", copy, expect=1)
+    assert f"{copy} exists and is not empty" in taken.stderr
+    liver_model = bundled_models_dir() / "liver-unet2d"
+    refused = deepliver("models", "operating-point", liver_model, "-o", tmp_path / "x", expect=1)
+    assert "is a liver model: only a detector has an operating point" in refused.stderr
+    assert not (tmp_path / "x").exists()
 
     models = tmp_path / "models"
     shutil.copytree(bundled_models_dir(), models)

@@ -5,8 +5,8 @@ AP at IoU 0.5, and detection time on a 512 x 512 x 200 series.
 
 Phantoms with seeds 0..N-1 (never used in training). The liver comes from the bundled liver
 model (as in `deepliver segment --detector`). Lesions are reported at each card's operating
-point (``lesion_score``, chosen on the validation phantoms after training as the lowest score
-with at most one false positive per scan). A true lesion is found when a 3D box overlaps its
+point (``lesion_score``, chosen on validation phantoms, after training or by `deepliver models
+operating-point`, as the lowest score with at most one false positive per scan). A true lesion is found when a 3D box overlaps its
 box with IoU >= 0.3 (one to one); a box that finds no lesion of any size is a false positive.
 Recall is over lesions >= 10 mm (longest axial diameter). Per-slice AP: every slice with a
 lesion and every third other slice of the true liver crop, on the detector's grid.

@@ -1,4 +1,5 @@
-"""`deepliver models list|add|verify|remove`: the bundled models and the user's own."""
+"""`deepliver models list|add|verify|remove|operating-point`: the bundled models and the user's
+own."""
 
 from __future__ import annotations
 
@@ -70,6 +71,26 @@ def add_parser(subparsers) -> None:
     remove.add_argument("name", help="model name or folder name")
     remove.add_argument("--version", help="the version to remove")
     remove.set_defaults(run=run_remove)
+
+    point = actions.add_parser(
+        "operating-point",
+        help="choose a detector's operating point again, into a copy of the model",
+        description="Run the detector in FOLDER on validation phantoms of its own training "
+        "data (in the liver the registered unet2d cascade finds there, as `deepliver segment "
+        "--detector` runs it) and write a copy of the model to OUT whose card reports lesions "
+        "from the lowest score with at most one false positive per scan. The weights are "
+        "copied unchanged; FOLDER is left as it was.",
+    )
+    point.add_argument("folder", type=Path, help="a detector's model folder")
+    point.add_argument("-o", "--out", type=Path, required=True, help="new model folder")
+    point.add_argument(
+        "--validation",
+        type=_positive_int,
+        help="validation phantoms (default: as many as it trained with)",
+    )
+    point.add_argument("--model-version", help="the copy's version (default: the model's)")
+    point.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    point.set_defaults(run=run_operating_point)
 
     for action in actions.choices.values():  # `deepliver models list --progress jsonl` too
         action.add_argument("--progress", choices=MODES, default=argparse.SUPPRESS)
@@ -179,6 +200,42 @@ def run_verify(args: argparse.Namespace, reporter: Reporter) -> int:
         raise DeepLiverError(f"{len(failed)} model(s) failed verification: {', '.join(failed)}")
     reporter.result(verified=[str(entry.folder) for entry in entries])
     return 0
+
+
+def run_operating_point(args: argparse.Namespace, reporter: Reporter) -> int:
+    from deepliver.detection.operating_point import choose_again
+    from deepliver.inference.cascade import resolve_device
+
+    reporter.stage(f"choosing the operating point of {args.folder}")
+    command = f"deepliver models operating-point {args.folder} -o {args.out}"
+    if args.validation:
+        command += f" --validation {args.validation}"
+    if args.model_version:
+        command += f" --model-version {args.model_version}"
+    card = choose_again(
+        args.folder,
+        args.out,
+        args.validation,
+        args.model_version,
+        resolve_device(args.device),
+        command,
+    )
+    metrics = card.metrics
+    reporter.log(
+        f"{card.name} {card.version}: lesions from score {card.lesion_score:.4f}; on "
+        f"{metrics['validation_scans']} validation phantoms recall (>= 10 mm) "
+        f"{metrics['validation_lesion_recall_10mm']:.3f} of "
+        f"{metrics['validation_lesions_10mm']} lesions at {metrics['validation_fp_per_scan']:.2f}"
+        f" false positives per scan\n    {args.out}"
+    )
+    reporter.result(model=args.out, lesion_score=card.lesion_score, metrics=metrics)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def _label(entry: RegistryEntry) -> str:

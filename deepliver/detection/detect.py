@@ -25,8 +25,8 @@ from deepliver.models.predict import normalise
 from deepliver.training.data import TUMOR_CROP_MARGIN_MM
 from deepliver.volume import Volume
 
-BOX_SCORE = 0.3  # per-slice boxes kept for linking
-LESION_SCORE = 0.5  # reported from this best-slice score when a card has no lesion_score
+BOX_SCORE = 0.1  # per-slice boxes kept for linking
+LESION_SCORE = 0.5  # reported from this lesion score when a card has no lesion_score
 BATCH = 8
 DETECTIONS_CSV = "detections.csv"
 DETECTIONS_JSON = "detections.json"

@@ -10,12 +10,17 @@ matched to 3D boxes one to one at ``detection.metrics.LESION_IOU``, as the bench
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from deepliver.detection.metrics import match_lesions
+from deepliver.errors import DeepLiverError
+from deepliver.io.atomic import write_atomically
+from deepliver.models.card import CARD_FILE, WEIGHTS_FILE, ModelCard, load_model, write_card
 from deepliver.volume import Volume
 
 MAX_FP_PER_SCAN = 1.0
@@ -108,3 +113,67 @@ def scored_scan(boxes: ArrayLike, scores: ArrayLike, labels: Volume, ct: Volume)
             [t.longest_axial_diameter_mm >= SMALLEST_COUNTED_MM for t in truth], dtype=bool
         ),
     )
+
+
+def choose_again(
+    folder: Path,
+    out: Path,
+    validation: int | None = None,
+    version: str | None = None,
+    device: str = "cpu",
+    command: str = "",
+) -> ModelCard:
+    """A copy of the detector in ``folder`` with its operating point chosen again, in ``out``.
+
+    The point rests on few validation scans when the training run had few, and it depends on
+    the liver model that finds the liver first: choosing it again on more phantoms (or after
+    a new liver model) needs no retraining. The validation cases come from the card's own
+    training data (phantoms: seeds 100, 101, ...); the weights are copied byte for byte and
+    ``folder`` is left as it was.
+    """
+    from deepliver.detection.training import DetectionTask
+    from deepliver.training import data
+
+    folder, out = Path(folder), Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise DeepLiverError(f"{out} exists and is not empty: choose a new folder")
+    network, card = load_model(folder, device)
+    if not card.is_detector:
+        raise DeepLiverError(
+            f"model {card.name!r} ({folder}) is a {card.stage} model: only a detector has an "
+            "operating point"
+        )
+    items = _validation_items(card, folder, validation, data)
+    finished = DetectionTask(card, 8, device).finish(network, items)
+    card = card.with_updates(
+        version=version or card.version,
+        lesion_score=finished["lesion_score"],
+        metrics={**card.metrics, **finished["metrics"]},
+        training={**card.training, "operating_point_command": command},
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomically(out / WEIGHTS_FILE, lambda path: shutil.copyfile(folder / WEIGHTS_FILE, path))
+    write_card(out, card)
+    return card
+
+
+def _validation_items(card: ModelCard, folder: Path, validation: int | None, data) -> list:
+    """The card's training data's validation cases: phantoms can be more than it trained with;
+    a dataset folder's split must stay the training's, or training cases would leak in."""
+    training = card.training
+    if "data" not in training:
+        raise DeepLiverError(f"model card {folder / CARD_FILE} does not say its training data")
+    trained_with = int(card.metrics.get("validation_cases", 0))
+    source = data.parse_data(training["data"])
+    if source.folder is not None and validation not in (None, trained_with):
+        raise DeepLiverError(
+            f"--validation {validation}: {card.name!r} trained on the dataset {source.folder} "
+            f"with {trained_with} validation case(s); another count would split it differently "
+            "and put training cases among the validation ones"
+        )
+    size = training.get("phantom_size")
+    size = tuple(size) if isinstance(size, list) else None
+    count = validation or trained_with
+    if count < 1:
+        raise DeepLiverError(f"model card {folder / CARD_FILE}: give --validation N (N >= 1)")
+    return source.items(count, int(training.get("seed", 0)), size, "detection")[1]

@@ -108,12 +108,12 @@ class DetectionTask:
 
     def finish(self, network, items) -> dict:
         """The operating point (card ``lesion_score``) chosen on the validation cases, in the
-        liver the bundled liver model finds there, as `deepliver segment --detector` will run
+        liver the bundled cascade finds there, as `deepliver segment --detector` will run
         it: the true liver hides the false positives that a liver model's leaks (IVC, gut)
         bring, and a point chosen there let through twice the budget on held-out scans."""
         from deepliver.detection.operating_point import choose_operating_point, scan_case
 
-        liver_of, liver_name = _liver_finder(self.device)
+        liver_of, liver_name = liver_finder(self.device)
         scans = []
         for item in items:
             ct, labels = item.load()
@@ -130,14 +130,14 @@ class DetectionTask:
         return positives + others[: max(0, VALIDATION_SLICES - len(positives))]
 
 
-def _liver_finder(device):
-    """(CT -> liver mask, its name) from the registered liver-unet2d (the bundled one first)."""
-    from deepliver.inference.cascade import CascadeModels, segment
-    from deepliver.models.card import find_model, load_model
+def liver_finder(device):
+    """(CT -> liver mask, its models' names): the registered unet2d cascade's labels, liver and
+    tumors, which is the mask `deepliver segment --detector` hands the detector."""
+    from deepliver.inference.cascade import load_cascade, segment
 
-    liver = load_model(find_model("liver-unet2d"), device)
-    models = CascadeModels(liver, None, str(device))
-    return (lambda ct: segment(ct, models).labels.array > 0), f"liver-unet2d {liver[1].version}"
+    models = load_cascade("unet2d", str(device))
+    names = " + ".join(f"{card.name} {card.version}" for card in models.cards)
+    return (lambda ct: segment(ct, models).labels.array > 0), names
 
 
 def detect(network, card: ModelCard, images: np.ndarray, device="cpu"):

@@ -220,9 +220,16 @@ def save_model(folder: Path | str, card: ModelCard, state_dict: dict, half: bool
     state = {key: _stored(value.detach().to("cpu"), half) for key, value in state_dict.items()}
     weights = write_atomically(folder / WEIGHTS_FILE, lambda path: torch.save(state, path))
     card = card.with_updates(sha256=file_sha256(weights))
-    text = json.dumps(card.to_json(), indent=2) + "\n"
-    write_atomically(folder / CARD_FILE, lambda path: path.write_text(text, encoding="utf-8"))
+    write_card(folder, card)
     return card
+
+
+def write_card(folder: Path | str, card: ModelCard) -> Path:
+    """``folder/model.json``, written whole or not at all."""
+    text = json.dumps(card.to_json(), indent=2) + "\n"
+    return write_atomically(
+        Path(folder) / CARD_FILE, lambda path: path.write_text(text, encoding="utf-8")
+    )
 
 
 def _stored(value, half: bool):
