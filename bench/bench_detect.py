@@ -3,13 +3,14 @@ AP at IoU 0.5, and detection time on a 512 x 512 x 200 series.
 
     python bench/bench_detect.py [--cases 20] [--size 256 256 96] [--skip-speed]
 
-Phantoms with seeds 0..N-1 (never used in training). The liver comes from the bundled liver
-model (as in `deepliver segment --detector`). Lesions are reported at each card's operating
+Phantoms with seeds 0..N-1 (never used in training). The liver comes from the bundled unet2d
+cascade (as in `deepliver segment --detector`). Lesions are reported at each card's operating
 point (``lesion_score``, chosen on validation phantoms, after training or by `deepliver models
-operating-point`, as the lowest score with at most one false positive per scan). A true lesion is found when a 3D box overlaps its
-box with IoU >= 0.3 (one to one); a box that finds no lesion of any size is a false positive.
-Recall is over lesions >= 10 mm (longest axial diameter). Per-slice AP: every slice with a
-lesion and every third other slice of the true liver crop, on the detector's grid.
+operating-point`, as the lowest score with at most one false positive per scan). A true lesion
+is found when a 3D box overlaps its box with IoU >= 0.3 (one to one); a box that finds no
+lesion of any size is a false positive. Recall is over lesions >= 10 mm (longest axial
+diameter). Per-slice AP: every slice with a lesion and every third other slice of the true
+liver crop, on the detector's grid.
 
 Reference row, same scans and matching: the boxes of the lesions the segmentation cascade
 (``tumor-unet2d``) writes into its lesion table, every one of them (no score to cut at).
