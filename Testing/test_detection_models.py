@@ -19,7 +19,13 @@ from deepliver.detection.networks import YoloDetector, build_fasterrcnn
 from deepliver.detection.operating_point import ScoredScan, choose_operating_point, scan_case
 from deepliver.detection.training import detect, liver_finder, place
 from deepliver.errors import DeepLiverError
-from deepliver.models.card import ModelCard, bundled_models_dir, load_card, load_model
+from deepliver.models.card import (
+    ModelCard,
+    bundled_models_dir,
+    load_card,
+    load_model,
+    write_card,
+)
 from deepliver.phantom import make_phantom
 from deepliver.training.data import phantom_spec
 
@@ -247,6 +253,17 @@ def test_train_a_detector_then_segment_with_it(tmp_path, monkeypatch):
     refused = deepliver("models", "operating-point", liver_model, "-o", tmp_path / "x", expect=1)
     assert "is a liver model: only a detector has an operating point" in refused.stderr
     assert not (tmp_path / "x").exists()
+    # Trained on a dataset folder: another validation count would move training cases into it.
+    on_dataset = tmp_path / "on-dataset"
+    shutil.copytree(run / "model", on_dataset)
+    (tmp_path / "dataset").mkdir()
+    write_card(
+        on_dataset, card.with_updates(training={**card.training, "data": str(tmp_path / "dataset")})
+    )
+    split = deepliver(
+        "models", "operating-point", on_dataset, "-o", tmp_path / "y", "--validation", "2", expect=1
+    )  # fmt: skip
+    assert "with 1 validation case(s); another count would split it differently" in split.stderr
 
     models = tmp_path / "models"
     shutil.copytree(bundled_models_dir(), models)

@@ -226,7 +226,8 @@ def run_operating_point(args: argparse.Namespace, reporter: Reporter) -> int:
         f"{metrics['validation_scans']} validation phantoms recall (>= 10 mm) "
         f"{metrics['validation_lesion_recall_10mm']:.3f} of "
         f"{metrics['validation_lesions_10mm']} lesions at {metrics['validation_fp_per_scan']:.2f}"
-        f" false positives per scan\n    {args.out}"
+        f" false positives per scan\n    {args.out}\n"
+        f"Register it with `deepliver models add {args.out}`."
     )
     reporter.result(model=args.out, lesion_score=card.lesion_score, metrics=metrics)
     return 0
