@@ -21,6 +21,7 @@ from deepliver.detection.metrics import match_lesions
 from deepliver.errors import DeepLiverError
 from deepliver.io.atomic import write_atomically
 from deepliver.models.card import CARD_FILE, WEIGHTS_FILE, ModelCard, load_model, write_card
+from deepliver.training import data
 from deepliver.volume import Volume
 
 MAX_FP_PER_SCAN = 1.0
@@ -132,7 +133,6 @@ def choose_again(
     ``folder`` is left as it was.
     """
     from deepliver.detection.training import DetectionTask
-    from deepliver.training import data
 
     folder, out = Path(folder), Path(out)
     if out.exists() and any(out.iterdir()):
@@ -143,7 +143,7 @@ def choose_again(
             f"model {card.name!r} ({folder}) is a {card.stage} model: only a detector has an "
             "operating point"
         )
-    items = _validation_items(card, folder, validation, data)
+    items = _validation_items(card, folder, validation)
     finished = DetectionTask(card, 8, device).finish(network, items)
     card = card.with_updates(
         version=version or card.version,
@@ -157,7 +157,7 @@ def choose_again(
     return card
 
 
-def _validation_items(card: ModelCard, folder: Path, validation: int | None, data) -> list:
+def _validation_items(card: ModelCard, folder: Path, validation: int | None) -> list:
     """The card's training data's validation cases: phantoms can be more than it trained with;
     a dataset folder's split must stay the training's, or training cases would leak in."""
     training = card.training
