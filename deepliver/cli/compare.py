@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from deepliver.cli.evaluate import add_report_options, finish
-from deepliver.cli.options import add_phantom_size
+from deepliver.cli.options import add_device, add_phantom_size
 from deepliver.progress import Reporter, within
 
 
@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
         "labels.nii.gz); default %(default)s",
     )
     add_phantom_size(parser)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_device(parser)
     add_report_options(parser)
     parser.set_defaults(run=run)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from deepliver.cli.info import format_report
+from deepliver.cli.options import add_device
 from deepliver.cli.segment import describe
 from deepliver.errors import DeepLiverError
 from deepliver.inference.cascade import segment_and_write
@@ -36,7 +37,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("out", type=Path, nargs="?", default=Path("demo-output"))
     parser.add_argument("--seed", type=int, default=1, help="phantom seed (0-99: never trained on)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_device(parser)
     parser.set_defaults(run=run)
 
 

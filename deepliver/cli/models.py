@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from deepliver.cli.options import add_device
 from deepliver.errors import DeepLiverError
 from deepliver.models.card import verify_weights
 from deepliver.models.registry import (
@@ -89,7 +90,7 @@ def add_parser(subparsers) -> None:
         help="validation phantoms (default: as many as it trained with)",
     )
     point.add_argument("--model-version", help="the copy's version (default: the model's)")
-    point.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_device(point)
     point.set_defaults(run=run_operating_point)
 
     for action in actions.choices.values():  # `deepliver models list --progress jsonl` too

@@ -17,3 +17,8 @@ def add_phantom_size(parser: argparse.ArgumentParser) -> None:
         metavar=("X", "Y", "Z"),
         help="phantom size (default {} {} {})".format(*DEFAULT_PHANTOM_SIZE),
     )
+
+
+def add_device(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--device auto|cpu|cuda``; ``inference.cascade.resolve_device`` turns it into one."""
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help=help)

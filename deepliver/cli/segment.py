@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepliver.cli.options import add_device
 from deepliver.errors import DeepLiverError
 from deepliver.inference.cascade import segment_and_write
 from deepliver.io.load import load_volume
@@ -35,7 +36,7 @@ def add_parser(subparsers) -> None:
         metavar="NAME",
         help="model family: the bundled liver-NAME and tumor-NAME models (default %(default)s)",
     )
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_device(parser)
     parser.add_argument(
         "--detector",
         choices=DETECTION_ARCHITECTURES,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from deepliver.cli.options import add_device
 from deepliver.models.card import ARCHITECTURES, STAGES
 from deepliver.progress import Reporter
 
@@ -55,12 +56,7 @@ def add_parser(subparsers) -> None:
         "--model-version", default="0.1.0", help="the model's version in its card (default 0.1.0)"
     )
     parser.add_argument("--resume", action="store_true", help="continue from RUN's checkpoint")
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default="auto",
-        help="auto: a CUDA GPU when there is one (mixed precision), else the CPU",
-    )
+    add_device(parser, "auto: a CUDA GPU when there is one (mixed precision), else the CPU")
     parser.set_defaults(run=run)
 
 
