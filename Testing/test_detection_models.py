@@ -340,14 +340,19 @@ def test_operating_point_is_the_lowest_score_within_the_false_positive_budget():
         boxes=np.array([big, far[0], far[1], small], float),
         scores=np.array([0.9, 0.8, 0.4, 0.3]),
         truth=np.array([big, small], float),
-        counted=np.array([True, False]),
+        diameters_mm=np.array([10.0, 5.0]),
     )
     scan_b = ScoredScan(  # a counted lesion at 0.5 and a miss at 0.6
         boxes=np.array([other, far[2]], float),
         scores=np.array([0.5, 0.6]),
         truth=np.array([other], float),
-        counted=np.array([True]),
+        diameters_mm=np.array([20.0]),
     )
+    assert scan_a.counted.tolist() == [True, False]  # 10 mm counts, 5 mm does not
+    found, false_positives = scan_a.matched(0.3)
+    assert found.tolist() == [True, True] and false_positives == 2
+    found, false_positives = scan_a.matched(0.4)
+    assert found.tolist() == [True, False] and false_positives == 2
     # One per scan: 2 allowed. At 0.3 and 0.4 three misses stay; at 0.5 two.
     point = choose_operating_point([scan_a, scan_b], 1.0)
     assert (point.lesion_score, point.recall, point.fp_per_scan) == (0.5, 1.0, 1.0)
@@ -358,8 +363,6 @@ def test_operating_point_is_the_lowest_score_within_the_false_positive_budget():
     point = choose_operating_point([scan_a, scan_b], 0.0)
     assert (point.lesion_score, point.recall, point.fp_per_scan) == (0.9, 0.5, 0.0)
     # Nothing fits: the point sits above every score and nothing is reported.
-    lonely = ScoredScan(
-        np.array([far[0]], float), np.array([0.7]), np.zeros((0, 6)), np.zeros(0, bool)
-    )
+    lonely = ScoredScan(np.array([far[0]], float), np.array([0.7]), np.zeros((0, 6)), np.zeros(0))
     point = choose_operating_point([lonely], 0.0)
     assert point.lesion_score > 0.7 and point.fp_per_scan == 0.0 and np.isnan(point.recall)

@@ -9,8 +9,8 @@ point (``lesion_score``, chosen on validation phantoms, after training or by `de
 operating-point`, as the lowest score with at most one false positive per scan). A true lesion
 is found when a 3D box overlaps its box with IoU >= 0.3 (one to one); a box that finds no
 lesion of any size is a false positive. Recall is over lesions >= 10 mm (longest axial
-diameter). Per-slice AP: every slice with a lesion and every third other slice of the true
-liver crop, on the detector's grid.
+diameter), and per band of that diameter. Per-slice AP: every slice with a lesion and every
+third other slice of the true liver crop, on the detector's grid.
 
 Reference row, same scans and matching: the boxes of the lesions the segmentation cascade
 (``tumor-unet2d``) writes into its lesion table, every one of them (no score to cut at).
@@ -26,6 +26,7 @@ import numpy as np
 TARGETS = {"fasterrcnn": 0.90, "yolo": 0.80}
 MAX_FP_PER_SCAN = {"fasterrcnn": 1.0, "yolo": None}
 SPEED_TARGET_S = 20.0
+SIZE_BANDS = ((10.0, 20.0), (20.0, 30.0), (30.0, 50.0), (50.0, np.inf))  # longest axial, mm
 
 
 def load_detectors(device: str) -> dict:
@@ -52,16 +53,16 @@ def accuracy(detectors: dict, cases: int, size, device: str) -> tuple[dict, dict
     from deepliver.training import data
 
     cascade = load_cascade("unet2d", device)
-    counts = {name: np.zeros(3, dtype=int) for name in detectors}  # found, counted, FPs
-    reference = np.zeros(3, dtype=int)
+    scans = {name: [] for name in detectors}
+    reference = []
     for seed in range(cases):
         phantom = make_phantom(PhantomSpec(seed=seed, size=tuple(size)))
         labels = segment(phantom.ct, cascade).labels
         liver = labels.array > 0
         for name, (network, card) in detectors.items():
             scan = scan_case(phantom.ct, phantom.labels, liver, network, card, device)
+            scans[name].append((scan, reporting_score(card)))
             found, big, false_positives = tally([scan], reporting_score(card))
-            counts[name] += (found, big, false_positives)
             print(
                 f"  seed {seed:2d} {name:10s}: {found}/{big}"
                 f" lesions >= 10 mm found, {false_positives} false positive(s)",
@@ -70,8 +71,8 @@ def accuracy(detectors: dict, cases: int, size, device: str) -> tuple[dict, dict
         lesions = lesion_table(labels, phantom.ct)
         boxes = [[*x.box_min_lps, *x.box_max_lps] for x in lesions]
         segmented = scored_scan(boxes, np.ones(len(boxes)), phantom.labels, phantom.ct)
-        reference += tally([segmented], 0.0)
-    results = {name: _rates(counts[name], cases) for name in detectors}
+        reference.append((segmented, 0.0))
+    results = {name: _rates(scans[name]) for name in detectors}
     for name, (network, card) in detectors.items():
         task = DetectionTask(card, 8, device)
         cached = []
@@ -81,16 +82,37 @@ def accuracy(detectors: dict, cases: int, size, device: str) -> tuple[dict, dict
             )
             cached.append(data.Case(seed, image, target, np.zeros((0, 3), np.int32)))
         results[name]["ap50"] = task.validate(network, cached)[0]
-    return results, _rates(reference, cases)
+    return results, _rates(reference)
 
 
-def _rates(counts: np.ndarray, scans: int) -> dict:
-    found, counted, false_positives = (int(n) for n in counts)
+def _rates(scans: list) -> dict:
+    """Recall, lesions counted, FP per scan, and recall per band of lesion size, for
+    (scan, operating point) pairs."""
+    from deepliver.detection.operating_point import tally
+
+    found, counted, false_positives = np.sum([tally([s], t) for s, t in scans], axis=0)
+    matched = np.concatenate([s.matched(t)[0] for s, t in scans])
+    diameters = np.concatenate([s.diameters_mm for s, _ in scans])
+    bands = {}
+    for low, high in SIZE_BANDS:
+        inside = (diameters >= low) & (diameters < high)
+        bands[(low, high)] = (int(matched[inside].sum()), int(inside.sum()))
     return {
         "recall": found / counted if counted else float("nan"),
-        "lesions": counted,
-        "fp_per_scan": false_positives / max(1, scans),
+        "lesions": int(counted),
+        "fp_per_scan": false_positives / max(1, len(scans)),
+        "by_size": bands,
     }
+
+
+def _by_size(rates: dict) -> str:
+    parts = [
+        f"{low:g}-{high:g} mm {found}/{count}"
+        if high < np.inf
+        else f">= {low:g} mm {found}/{count}"
+        for (low, high), (found, count) in rates["by_size"].items()
+    ]
+    return f"{'':12s} found by size: " + ", ".join(parts)
 
 
 def speed(detectors: dict, device: str) -> dict:
@@ -156,11 +178,13 @@ def main() -> None:
                 else ")"
             )
         )
+        print(_by_size(r))
     print(
         f"{'reference':12s} {reference['recall']:6.3f} ({reference['lesions']:3d})          "
         f"{reference['fp_per_scan']:6.2f}"
         "   (every lesion of the cascade's lesion table as a box; no score, no operating point)"
     )
+    print(_by_size(reference))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,18 @@ class ScoredScan:
     boxes: np.ndarray  # (n, 6) LPS mm corners
     scores: np.ndarray  # (n,)
     truth: np.ndarray  # (m, 6) LPS mm corners
-    counted: np.ndarray  # (m,) bool: long enough to count towards recall
+    diameters_mm: np.ndarray  # (m,) each lesion's longest axial diameter
+
+    @property
+    def counted(self) -> np.ndarray:
+        """Which lesions count towards recall: those long enough."""
+        return self.diameters_mm >= SMALLEST_COUNTED_MM
+
+    def matched(self, threshold: float) -> tuple[np.ndarray, int]:
+        """(which lesions are found (bool per lesion), false positives) by the boxes scoring
+        ``threshold`` or more."""
+        kept = self.boxes[self.scores >= threshold].reshape(-1, 6)
+        return match_lesions(kept, self.truth.reshape(-1, 6))
 
 
 @dataclass(frozen=True)
@@ -59,8 +70,7 @@ def tally(scans: list[ScoredScan], threshold: float) -> tuple[int, int, int]:
     """(counted lesions found, counted lesions, false positives) keeping scores >= threshold."""
     found = counted = false_positives = 0
     for scan in scans:
-        kept = scan.boxes[scan.scores >= threshold].reshape(-1, 6)
-        matched, wrong = match_lesions(kept, scan.truth.reshape(-1, 6))
+        matched, wrong = scan.matched(threshold)
         found += int((matched & scan.counted).sum())
         counted += int(scan.counted.sum())
         false_positives += wrong
@@ -110,9 +120,7 @@ def scored_scan(boxes: ArrayLike, scores: ArrayLike, labels: Volume, ct: Volume)
         boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 6),
         scores=np.asarray(scores, dtype=np.float64).reshape(-1),
         truth=np.array([[*t.box_min_lps, *t.box_max_lps] for t in truth]).reshape(-1, 6),
-        counted=np.array(
-            [t.longest_axial_diameter_mm >= SMALLEST_COUNTED_MM for t in truth], dtype=bool
-        ),
+        diameters_mm=np.array([t.longest_axial_diameter_mm for t in truth], dtype=np.float64),
     )
 
 
