@@ -199,6 +199,49 @@ def test_tumor_patches_are_centred_on_a_small_lesion_as_often_as_on_a_large_one(
     assert len(np.unique(case.foreground[in_small], axis=0)) == 4 * 4 * 2
 
 
+def test_tumor_patches_see_the_liver_gate_moved_as_a_predicted_liver_moves_it(tmp_path):
+    """The cascade blanks the CT beyond a *predicted* liver; training on the true gate alone
+    taught the tumor stage that whatever the gate shows is liver, and the stomach or kidney a
+    predicted liver takes in became tumor. Training patches show the gate moved: out to
+    tissue 15 mm from the liver, in by up to 5 mm, never deeper; blanked tumor is not taught."""
+    from deepliver.models.card import ModelCard
+    from deepliver.training import data as training_data
+    from deepliver.training import patches
+    from deepliver.volume import Grid, Volume
+
+    grid = Grid((12, 48, 100), spacing=(1.0, 1.0, 2.5))
+    labels = np.zeros(grid.shape, np.uint8)
+    labels[:, :, :50] = 1  # liver: x < 50 mm
+    labels[3:9, 14:34, 40:50] = 2  # a tumor on the capsule, 10 mm deep
+    ct = Volume(np.select([labels == 2, labels == 1], [20.0, 60.0], 100.0).astype(np.float32), grid)
+    item = training_data.Item(0, "case", lambda: (ct, Volume(labels, grid)))
+    [case] = training_data.build_cache(tmp_path, [item], "tumor", (1.0, 1.0, 2.5), (-100, 250))
+    distance = case.liver_distance.astype(int) - training_data.DISTANCE_ZERO
+    assert np.all(case.image[distance > 6] == 0)  # validation keeps the cascade's 5 mm gate
+    card = ModelCard(
+        name="t", version="0", stage="tumor", architecture="unet2d", spacing_mm=(1.0, 1.0, 2.5),
+        hu_window=(-100.0, 250.0), labels={0: "background", 1: "tumor"}, in_channels=3,
+        roi_size=(64, 48, 1),
+    )  # fmt: skip
+    start, size = np.array([6, 0, 10]), np.array([1, 48, 64])  # x 10..73 mm, slice 6
+    middle = patches._window2d(case.liver_distance, [6], start[1:], size[1:], 255)[0]
+    middle = middle.astype(int) - training_data.DISTANCE_ZERO
+    tumor = patches._window2d(case.target, [6], start[1:], size[1:])[0] > 0
+    rim = (middle < 0) & (middle >= -5)
+    rng = np.random.default_rng(0)
+    reach, rim_blanked, tumor_dropped = [], 0, 0
+    for _ in range(200):
+        image, target = patches._patch(case, card, start, size, rng)
+        shown = image[1] > 0
+        assert np.all(shown[middle < -5])  # the gate never cuts deeper than 5 mm into the liver
+        assert not np.any(target[0] & ~shown)  # nothing blanked is taught as tumor
+        reach.append(middle[shown].max())
+        rim_blanked += int((rim & ~shown).any())
+        tumor_dropped += int((tumor & ~shown).any())
+    assert max(reach) <= 16 and min(reach) < 5 and np.percentile(reach, 75) > 9
+    assert rim_blanked > 10 and tumor_dropped > 5
+
+
 @pytest.mark.parametrize(
     "arch, stage, extra",
     [

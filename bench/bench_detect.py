@@ -77,10 +77,10 @@ def accuracy(detectors: dict, cases: int, size, device: str) -> tuple[dict, dict
         task = DetectionTask(card, 8, device)
         cached = []
         for seed in range(cases):
-            image, target = data.prepare_case(
+            arrays = data.prepare_case(
                 seed, "detection", card.spacing_mm, card.hu_window, tuple(size)
             )
-            cached.append(data.Case(seed, image, target, np.zeros((0, 3), np.int32)))
+            cached.append(data.Case(seed, foreground=np.zeros((0, 3), np.int32), **arrays))
         results[name]["ap50"] = task.validate(network, cached)[0]
     return results, _rates(reference)
 

@@ -11,9 +11,10 @@ Seed ranges (disjoint, so a model is never scored on what it was trained on):
 - VALIDATION_SEEDS 100-199: validation during training (model selection).
 - TRAIN_SEED_START 1000+: training phantoms 1000, 1001, ...
 
-Each case is stored as two uint8 ``.npy`` files (z, y, x) on the model grid: the image windowed
-to 0..255 and the target (0/1), read back with ``mmap_mode="r"`` so epochs never regenerate or
-resample a phantom.
+Each case is stored as uint8 ``.npy`` files (z, y, x) on the model grid: the image windowed
+to 0..255 and the target (0/1), and for the tumor stage also the image before the liver gate and
+each voxel's distance to the liver (see :class:`Case`), read back with ``mmap_mode="r"`` so
+epochs never regenerate or resample a phantom.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
 from deepliver.annotation.segmentation import LESION_CONNECTIVITY
@@ -38,7 +40,11 @@ EVAL_SEEDS = range(0, 100)
 VALIDATION_SEEDS = range(100, 200)
 TRAIN_SEED_START = 1000
 TUMOR_CROP_MARGIN_MM = 15.0
-CACHE_VERSION = 2  # 2: tumor cases blanked beyond the liver (postprocess.liver_only)
+# 2: tumor cases blanked beyond the liver (postprocess.liver_only); 3: tumor cases also keep the
+# image before that gate and the distance to the liver
+CACHE_VERSION = 3
+# Signed distance to the liver surface (mm, > 0 outside) stored as uint8: value - DISTANCE_ZERO.
+DISTANCE_ZERO = 128
 
 
 @dataclass(frozen=True)
@@ -92,10 +98,16 @@ class Source:
 
 @dataclass(frozen=True)
 class Case:
+    """One cached case. A tumor case also keeps what its liver gate hid: in the cascade the gate
+    follows the predicted liver, which strays from the true one by millimetres to centimetres,
+    so training moves the gate (:func:`deepliver.training.patches.moved_gate`)."""
+
     seed: int
     image: np.ndarray  # uint8 (z, y, x), window scaled to 0..255
     target: np.ndarray  # uint8 (z, y, x), 0/1
     foreground: np.ndarray  # (n, 3) int32 sample of target voxels (may be empty)
+    ungated: np.ndarray | None = None  # tumor stage: the image before the liver gate
+    liver_distance: np.ndarray | None = None  # tumor stage: uint8, mm + DISTANCE_ZERO
 
 
 def parse_data(data: str) -> Source:
@@ -145,26 +157,49 @@ def phantom_spec(seed: int, stage: str, size: tuple[int, int, int] | None = None
     return PhantomSpec(seed=seed, size=tuple(size), orientation=orientation)
 
 
-def prepare_case(seed: int, stage: str, spacing, window, size=None) -> tuple[np.ndarray, ...]:
-    """(image uint8, target uint8) of one phantom on the model grid."""
+def prepare_case(seed: int, stage: str, spacing, window, size=None) -> dict[str, np.ndarray]:
+    """The arrays of one phantom on the model grid (see :func:`prepare_arrays`)."""
     phantom = make_phantom(phantom_spec(seed, stage, size))
     return prepare_arrays(phantom.ct, phantom.labels, stage, spacing, window)
 
 
-def prepare_arrays(ct, labels, stage: str, spacing, window) -> tuple[np.ndarray, ...]:
-    """(image uint8, target uint8) on the model grid: the whole volume for the liver stage, the
-    liver's box blanked beyond the liver for the tumor stage and the detectors."""
+def prepare_arrays(ct, labels, stage: str, spacing, window) -> dict[str, np.ndarray]:
+    """uint8 arrays on the model grid: "image" and "target"; the whole volume for the liver
+    stage, the liver's box blanked beyond the liver for the tumor stage and the detectors; the
+    tumor stage also gets "ungated" (the box before blanking) and "liver_distance"."""
+    arrays = {}
     if stage in ("tumor", "detection"):  # both work in the liver's box
         margin = TUMOR_CROP_MARGIN_MM / ct.spacing[::-1]
         box = Box.around(labels.array > 0, margin)
         if box is not None:
             ct, labels = ct.crop(box), labels.crop(box)
+        if stage == "tumor":
+            ungated = ct.resampled_to_spacing(spacing)
+            liver = labels.resampled_onto(ungated.grid, label=True).array > 0
+            arrays["ungated"] = _scaled(ungated.array, window)
+            arrays["liver_distance"] = _liver_distance(liver, ungated.spacing)
         ct = liver_only(ct, labels.array > 0)
     image = ct.resampled_to_spacing(spacing)
     label = labels.resampled_onto(image.grid, label=True).array
     target = (label > 0) if stage == "liver" else (label == 2)
-    scaled = np.rint(normalise(image.array, window) * 255.0).astype(np.uint8)
-    return scaled, target.astype(np.uint8)
+    return {"image": _scaled(image.array, window), "target": target.astype(np.uint8), **arrays}
+
+
+def _scaled(hu: np.ndarray, window) -> np.ndarray:
+    return np.rint(normalise(hu, window) * 255.0).astype(np.uint8)
+
+
+def _liver_distance(liver: np.ndarray, spacing_xyz) -> np.ndarray:
+    """Signed distance to the liver surface in whole mm (> 0 outside) + DISTANCE_ZERO, uint8."""
+    if not liver.any():
+        return np.full(liver.shape, 255, np.uint8)
+    image = sitk.GetImageFromArray(liver.astype(np.uint8))
+    image.SetSpacing(tuple(float(s) for s in spacing_xyz))
+    distance = sitk.SignedMaurerDistanceMap(
+        image, insideIsPositive=False, squaredDistance=False, useImageSpacing=True
+    )
+    mm = np.rint(sitk.GetArrayViewFromImage(distance))
+    return (np.clip(mm, -DISTANCE_ZERO, 255 - DISTANCE_ZERO) + DISTANCE_ZERO).astype(np.uint8)
 
 
 def build_cache(
@@ -189,19 +224,19 @@ def build_cache(
     if manifest.is_file() and json.loads(manifest.read_text())["settings"] != settings:
         raise DeepLiverError(f"cache {folder} was made with other settings; use a new run folder")
     manifest.write_text(json.dumps({"settings": settings}, indent=1))
+    names = ("target", "image") + (("ungated", "liver_distance") if stage == "tumor" else ())
     cases = []
     for number, item in enumerate(items):
-        image_path = folder / f"{item.stem}.image.npy"
-        target_path = folder / f"{item.stem}.target.npy"
-        if not (image_path.is_file() and target_path.is_file()):
+        paths = {name: folder / f"{item.stem}.{name}.npy" for name in names}
+        if not all(path.is_file() for path in paths.values()):
             ct, labels = item.load()
-            image, target = prepare_arrays(ct, labels, stage, spacing, window)
-            for path, array in ((target_path, target), (image_path, image)):
+            arrays = prepare_arrays(ct, labels, stage, spacing, window)
+            for name, path in paths.items():
+                array = arrays[name]
                 write_atomically(path, lambda temporary, a=array: np.save(temporary, a), ".npy")
-        image = np.load(image_path, mmap_mode="r")
-        target = np.load(target_path, mmap_mode="r")
-        foreground = _foreground_sample(target, item.seed, per_lesion=stage == "tumor")
-        cases.append(Case(item.seed, image, target, foreground))
+        arrays = {name: np.load(path, mmap_mode="r") for name, path in paths.items()}
+        foreground = _foreground_sample(arrays["target"], item.seed, per_lesion=stage == "tumor")
+        cases.append(Case(item.seed, foreground=foreground, **arrays))
         if progress:
             progress(f"caching cases ({folder.name})", (number + 1) / len(items))
     return cases

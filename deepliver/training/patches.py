@@ -1,7 +1,10 @@
 """Random training patches from cached cases, and augmentation that keeps left and right.
 
 No flips (the liver is on the patient's right); instead intensity scale/shift, Gaussian noise,
-and a small in-plane zoom and rotation, applied to whole batches with torch.
+and a small in-plane zoom and rotation, applied to whole batches with torch. Tumor patches get
+a moved liver gate: in the cascade the tumor stage sees the CT blanked beyond the *predicted*
+liver, whose edge strays from the true one, and a network trained only on the true gate takes
+the tissue it was never shown (stomach, kidney, a missed rim) for tumor.
 """
 
 from __future__ import annotations
@@ -11,9 +14,16 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from deepliver.models.card import ModelCard
-from deepliver.training.data import Case
+from deepliver.training.data import DISTANCE_ZERO, TUMOR_CROP_MARGIN_MM, Case
+
+# How far the moved gate lies from the true liver (mm; < 0 cuts into it). The cascade's gate is
+# 5 mm beyond a predicted liver that overshoots by up to about 10 mm or falls short; a cached
+# case reaches TUMOR_CROP_MARGIN_MM beyond the liver.
+GATE_RANGE_MM = (-5.0, TUMOR_CROP_MARGIN_MM)
+GATE_KNOTS = 3  # the gate's offset varies smoothly over a patch: knots per in-plane side
 
 
 def sample_batch(
@@ -43,16 +53,7 @@ def sample_batch(
                     for n, p in zip(shape, patch, strict=True)
                 ]
             )
-        if card.architecture == "unet2d":
-            k = int(np.clip(start[0], 0, shape[0] - 1))
-            ks = np.clip(
-                k + np.arange(-card.context_slices, card.context_slices + 1), 0, shape[0] - 1
-            )
-            image = _window2d(case.image, ks, start[1:], patch[1:])
-            target = _window2d(case.target, np.array([k]), start[1:], patch[1:])
-        else:
-            image = _window3d(case.image, start, patch)[None]
-            target = _window3d(case.target, start, patch)[None]
+        image, target = _patch(case, card, start, patch, rng)
         images.append(image)
         targets.append(target)
     image = torch.from_numpy(np.stack(images)).float().div_(255.0)
@@ -60,9 +61,56 @@ def sample_batch(
     return image, target
 
 
-def _window2d(array, ks, start_yx, size_yx) -> np.ndarray:
-    """array[ks, y0:y0+h, x0:x0+w] with zeros where it reaches outside."""
-    out = np.zeros((len(ks), *size_yx), dtype=np.uint8)
+def _patch(case: Case, card: ModelCard, start, patch, rng) -> tuple[np.ndarray, np.ndarray]:
+    """(image, target) uint8 at ``start``: a 2.5D stack and its middle slice's target, or a 3D
+    patch and its target, each with a leading channel axis."""
+    if card.architecture == "unet2d":
+        nz = case.image.shape[0]
+        k = int(np.clip(start[0], 0, nz - 1))
+        context = np.arange(-card.context_slices, card.context_slices + 1)
+        ks = np.clip(k + context, 0, nz - 1)
+
+        def window(array, slices=ks, fill=0):
+            return _window2d(array, slices, start[1:], patch[1:], fill)
+
+        target = window(case.target, [k])
+    else:
+
+        def window(array, fill=0):
+            return _window3d(array, start, patch, fill)[None]
+
+        target = window(case.target)
+    if case.ungated is None:
+        return window(case.image), target
+    image, inside = moved_gate(window(case.ungated), window(case.liver_distance, fill=255), rng)
+    if card.architecture == "unet2d":  # the stack's channels are slices; the target is the middle
+        inside = inside[len(inside) // 2][None]
+    return image, np.where(inside, target, 0).astype(np.uint8)
+
+
+def moved_gate(
+    ungated: np.ndarray, liver_distance: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(image uint8 blanked beyond a randomly moved liver gate, the shown voxels) for windows of
+    a case's ``ungated`` and ``liver_distance`` arrays, (c, h, w) or (1, d, h, w): the gate's
+    offset varies over the last axes and is the same along the first (a 2.5D stack's slices)."""
+    distance = liver_distance.astype(np.float32) - DISTANCE_ZERO
+    inside = distance <= random_gate(distance.shape[1:], rng)
+    return np.where(inside, ungated, 0).astype(np.uint8), inside
+
+
+def random_gate(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """A smooth field (float32, ``shape``) of gate offsets in mm within GATE_RANGE_MM: a few
+    random knots per side, linearly interpolated, so the gate bulges out here and in there."""
+    knots = [min(GATE_KNOTS, n) for n in shape]
+    field = rng.uniform(*GATE_RANGE_MM, size=knots).astype(np.float32)
+    zoom = [n / k for n, k in zip(shape, knots, strict=True)]
+    return ndimage.zoom(field, zoom, order=1, grid_mode=False, mode="nearest")
+
+
+def _window2d(array, ks, start_yx, size_yx, fill: int = 0) -> np.ndarray:
+    """array[ks, y0:y0+h, x0:x0+w] with ``fill`` where it reaches outside."""
+    out = np.full((len(ks), *size_yx), fill, dtype=np.uint8)
     ny, nx = array.shape[1:]
     y0, x0 = int(start_yx[0]), int(start_yx[1])
     ys, xs = max(0, y0), max(0, x0)
@@ -72,8 +120,8 @@ def _window2d(array, ks, start_yx, size_yx) -> np.ndarray:
     return out
 
 
-def _window3d(array, start, size) -> np.ndarray:
-    out = np.zeros(tuple(size), dtype=np.uint8)
+def _window3d(array, start, size, fill: int = 0) -> np.ndarray:
+    out = np.full(tuple(size), fill, dtype=np.uint8)
     lo = np.maximum(0, start)
     hi = np.minimum(array.shape, start + size)
     if np.all(hi > lo):
