@@ -247,6 +247,7 @@ def test_tumor_patches_see_the_liver_gate_moved_as_a_predicted_liver_moves_it(tm
     [
         ("unet2d", "tumor", ["--channels", "4", "8", "--patch", "32", "32", "1"]),
         ("unet3d", "liver", ["--channels", "4", "8", "--patch", "16", "16", "8"]),
+        ("unet3d", "tumor", ["--channels", "4", "8", "--patch", "16", "16", "8"]),
         ("fasterrcnn", "detection", ["--channels", "4", "8", "8", "8", "--patch", "64", "64", "1"]),
         ("yolo", "detection", ["--channels", "4", "8", "8", "8", "--patch", "64", "64", "1"]),
     ],
