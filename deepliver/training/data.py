@@ -167,22 +167,21 @@ def prepare_arrays(ct, labels, stage: str, spacing, window) -> dict[str, np.ndar
     """uint8 arrays on the model grid: "image" and "target"; the whole volume for the liver
     stage, the liver's box blanked beyond the liver for the tumor stage and the detectors; the
     tumor stage also gets "ungated" (the box before blanking) and "liver_distance"."""
-    arrays = {}
+    ungated = ct
     if stage in ("tumor", "detection"):  # both work in the liver's box
         margin = TUMOR_CROP_MARGIN_MM / ct.spacing[::-1]
         box = Box.around(labels.array > 0, margin)
         if box is not None:
-            ct, labels = ct.crop(box), labels.crop(box)
-        if stage == "tumor":
-            ungated = ct.resampled_to_spacing(spacing)
-            liver = labels.resampled_onto(ungated.grid, label=True).array > 0
-            arrays["ungated"] = _scaled(ungated.array, window)
-            arrays["liver_distance"] = _liver_distance(liver, ungated.spacing)
-        ct = liver_only(ct, labels.array > 0)
+            ungated, labels = ct.crop(box), labels.crop(box)
+        ct = liver_only(ungated, labels.array > 0)
     image = ct.resampled_to_spacing(spacing)
     label = labels.resampled_onto(image.grid, label=True).array
     target = (label > 0) if stage == "liver" else (label == 2)
-    return {"image": _scaled(image.array, window), "target": target.astype(np.uint8), **arrays}
+    arrays = {"image": _scaled(image.array, window), "target": target.astype(np.uint8)}
+    if stage == "tumor":
+        arrays["ungated"] = _scaled(ungated.resampled_onto(image.grid).array, window)
+        arrays["liver_distance"] = _liver_distance(label > 0, image.spacing)
+    return arrays
 
 
 def _scaled(hu: np.ndarray, window) -> np.ndarray:
