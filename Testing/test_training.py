@@ -284,3 +284,38 @@ def test_a_wider_slice_context_reaches_the_card_and_inference(tmp_path):
         args[args.index("unet2d")] = arch
         result = deepliver("train", *args, expect=1)
         assert "--slices" in result.stderr and "odd" in result.stderr
+
+
+def test_batches_drawn_ahead_in_a_thread_come_in_order_and_errors_at_their_batch():
+    from deepliver.training.prefetch import prefetched
+
+    rng, inline = np.random.default_rng(0), np.random.default_rng(0)
+    drawn = list(prefetched(lambda: rng.integers(1000, size=3), 6, ahead=2))
+    assert [d.tolist() for d in drawn] == [inline.integers(1000, size=3).tolist() for _ in range(6)]
+
+    calls = []
+
+    def failing():
+        calls.append(len(calls))
+        if len(calls) == 3:
+            raise ValueError("broken case 3")
+        return len(calls)
+
+    received = []
+    with pytest.raises(ValueError, match="broken case 3"):
+        for batch in prefetched(failing, 10, ahead=2):
+            received.append(batch)
+    assert received == [1, 2] and len(calls) == 3  # nothing drawn after the error
+
+
+def test_a_training_loop_that_stops_early_stops_the_drawing_thread():
+    import threading
+
+    from deepliver.training.prefetch import prefetched
+
+    calls = []
+    batches = prefetched(lambda: calls.append(1) or len(calls), 100, ahead=2)
+    assert [next(batches), next(batches)] == [1, 2]
+    batches.close()  # what leaving the for loop by an exception does
+    assert not any(t.name == "deepliver-batches" for t in threading.enumerate())
+    assert len(calls) <= 5  # two taken, at most two waiting, one being drawn

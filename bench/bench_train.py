@@ -54,7 +54,9 @@ def cached(folder: Path, steps: int, batch: int) -> float:
     source = data.parse_data(str(folder))
     items, _ = source.items(0, 0)
     cases = data.build_cache(folder / "cache", items, "liver", SPACING, card.hu_window)
-    return _time_steps(network, lambda rng, gen: task.loss(network, cases, rng, gen), steps, batch)
+    return _time_steps(
+        network, lambda rng, gen: task.loss(network, task.draw(cases, rng), gen), steps, batch
+    )
 
 
 def naive(folder: Path, steps: int, batch: int) -> float:

@@ -65,9 +65,14 @@ class DetectionTask:
             self._lesion_slices[case.seed] = found
         return self._lesion_slices[case.seed]
 
-    def loss(self, network, cases, rng: np.random.Generator, generator: torch.Generator):
-        images, boxes = self.sample(cases, rng)
-        images = _jitter(images, generator).to(self.device)
+    def draw(self, cases, rng: np.random.Generator):
+        """A batch of slices and their boxes, on the CPU (beside a GPU, drawn ahead in a thread)."""
+        return self.sample(cases, rng)
+
+    def loss(self, network, batch, generator: torch.Generator):
+        """Jittered on the device (``generator`` is the device's) and the detector's loss."""
+        images, boxes = batch
+        images = _jitter(images.to(self.device, non_blocking=True), generator)
         boxes = [b.to(self.device) for b in boxes]
         if self.card.architecture == "fasterrcnn":
             labels = [torch.ones(len(b), dtype=torch.int64, device=self.device) for b in boxes]
@@ -155,12 +160,17 @@ def detect(network, card: ModelCard, images: np.ndarray, device="cpu"):
 
 
 def _jitter(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Intensity scale and shift, and noise, per image (the boxes do not move)."""
-    n = images.shape[0]
-    scale = 0.85 + 0.3 * torch.rand(n, 1, 1, 1, generator=generator)
-    shift = -0.08 + 0.16 * torch.rand(n, 1, 1, 1, generator=generator)
-    noise = 0.03 * torch.rand(n, 1, 1, 1, generator=generator)
-    noisy = images * scale + shift + noise * torch.randn(images.shape, generator=generator)
+    """Intensity scale and shift, and noise, per image (the boxes do not move); on the device
+    of ``images`` and ``generator``."""
+    n, device = images.shape[0], generator.device
+    scale = 0.85 + 0.3 * torch.rand(n, 1, 1, 1, generator=generator, device=device)
+    shift = -0.08 + 0.16 * torch.rand(n, 1, 1, 1, generator=generator, device=device)
+    noise = 0.03 * torch.rand(n, 1, 1, 1, generator=generator, device=device)
+    noisy = (
+        images * scale
+        + shift
+        + noise * torch.randn(images.shape, generator=generator, device=device)
+    )
     return noisy.clamp_(0.0, 1.0)
 
 

@@ -10,6 +10,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from deepliver.models.predict import dice, foreground_probability
 from deepliver.progress import Reporter, SilentReporter, within
 from deepliver.training import data, distributed
 from deepliver.training.patches import augment, sample_batch
+from deepliver.training.prefetch import AHEAD, prefetched
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -89,10 +91,14 @@ class SegmentationTask:
         # as a perfect or a failed case.
         self.loss_function = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
 
-    def loss(self, network, cases, rng: np.random.Generator, generator: torch.Generator):
-        image, target = sample_batch(cases, self.card, self.batch, rng, self.fraction)
+    def draw(self, cases, rng: np.random.Generator):
+        """One batch of patches, on the CPU (beside a GPU, drawn a step ahead in a thread)."""
+        return sample_batch(cases, self.card, self.batch, rng, self.fraction)
+
+    def loss(self, network, batch, generator: torch.Generator):
+        """Augmented on the device (``generator`` is the device's) and the loss."""
+        image, target = (tensor.to(self.device, non_blocking=True) for tensor in batch)
         image, target = augment(image, target, generator)
-        image, target = image.to(self.device), target.to(self.device)
         return self.loss_function(network(image), target)
 
     def validate(self, network, cases) -> tuple[float, list[float]]:
@@ -327,17 +333,19 @@ def _train(config: TrainConfig, reporter: Reporter, resume: bool, workers) -> Pa
     for epoch in range(start_epoch + 1, config.epochs + 1):
         began = time.perf_counter()
         rng = np.random.default_rng([config.seed, epoch, workers.rank])
-        generator = torch.Generator().manual_seed(
+        generator = torch.Generator(workers.device).manual_seed(
             config.seed * 100003 + epoch + 7919 * workers.rank
         )
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config.lr, epoch, config.epochs)
         model.train()
         losses = []
-        for step in range(config.steps):
+        ahead = AHEAD if workers.device.type == "cuda" else 0  # a thread beside a GPU only
+        batches = prefetched(partial(task.draw, train_cases, rng), config.steps, ahead)
+        for step, batch in enumerate(batches):
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(workers.device.type, enabled=amp):
-                loss = task.loss(model, train_cases, rng, generator)
+                loss = task.loss(model, batch, generator)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()

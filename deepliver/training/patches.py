@@ -134,23 +134,26 @@ def _window3d(array, start, size, fill: int = 0) -> np.ndarray:
 def augment(
     image: torch.Tensor, target: torch.Tensor, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Intensity jitter, noise, small zoom and in-plane rotation (no flips)."""
-    n = image.shape[0]
+    """Intensity jitter, noise, small zoom and in-plane rotation (no flips), on the device of
+    ``image`` and ``generator``."""
+    n, device = image.shape[0], generator.device
 
     def uniform(low, high, *shape):
-        return low + (high - low) * torch.rand(n, *shape, generator=generator)
+        return low + (high - low) * torch.rand(n, *shape, generator=generator, device=device)
 
     spatial = image.dim() - 2
     view = (n,) + (1,) * (spatial + 1)
     scale = uniform(0.85, 1.15).view(view)
     shift = uniform(-0.08, 0.08).view(view)
-    noise = uniform(0.0, 0.03).view(view) * torch.randn(image.shape, generator=generator)
+    noise = uniform(0.0, 0.03).view(view) * torch.randn(
+        image.shape, generator=generator, device=device
+    )
     image = (image * scale + shift + noise).clamp_(0.0, 1.0)
 
     zoom = uniform(0.85, 1.15)
     angle = uniform(-10.0, 10.0) * math.pi / 180
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.zeros(n, spatial, spatial + 1)
+    theta = torch.zeros(n, spatial, spatial + 1, device=device)
     # In-plane (x, y) rotation and zoom; z (3D) untouched.
     theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
     if spatial == 3:
