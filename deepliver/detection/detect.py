@@ -21,7 +21,7 @@ from deepliver.detection.training import detect, place, stack
 from deepliver.inference.postprocess import liver_box, liver_only
 from deepliver.io.atomic import write_atomically
 from deepliver.models.card import ModelCard
-from deepliver.models.predict import normalise
+from deepliver.models.predict import normalise_uint8
 from deepliver.training.data import TUMOR_CROP_MARGIN_MM
 from deepliver.volume import Volume
 
@@ -64,7 +64,7 @@ def detect_lesions(
         return []
     crop = liver_only(ct.crop(box), liver[box.slices])
     seen = crop.resampled_to_spacing(card.spacing_mm)
-    image = np.rint(normalise(seen.array, card.hu_window) * 255.0).astype(np.uint8)
+    image = normalise_uint8(seen.array, card.hu_window)
     inside = Volume(liver[box.slices].astype(np.uint8), crop.grid)
     inside = inside.resampled_onto(seen.grid, label=True, fill=0).array > 0
     per_slice = _boxes_per_slice(network, card, image, inside, device)

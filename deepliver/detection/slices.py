@@ -23,7 +23,7 @@ from deepliver.detection.boxes import boxes_from_mask
 from deepliver.detection.formats import CLASS_NAME, write_voc, write_yolo
 from deepliver.errors import DeepLiverError
 from deepliver.io.atomic import write_atomically
-from deepliver.models.predict import normalise
+from deepliver.models.predict import normalise_uint8
 from deepliver.progress import Progress
 
 SPLITS = ("train", "valid", "test")
@@ -241,13 +241,10 @@ def _write_case(case: Case, slices: list[int], split: str, out: Path, settings: 
 def _slice_image(hu: np.ndarray, z: int, window, channels: int) -> np.ndarray:
     """uint8 of the window; 3 channels = slices (z-1, z, z+1), edges repeated."""
     if channels == 1:
-        return _to_uint8(hu[z], window)
+        return normalise_uint8(hu[z], window)
     last = hu.shape[0] - 1
-    return np.stack([_to_uint8(hu[min(max(k, 0), last)], window) for k in (z - 1, z, z + 1)], -1)
-
-
-def _to_uint8(hu: np.ndarray, window) -> np.ndarray:
-    return np.rint(normalise(hu, window) * 255.0).astype(np.uint8)
+    planes = [hu[min(max(k, 0), last)] for k in (z - 1, z, z + 1)]
+    return np.stack([normalise_uint8(plane, window) for plane in planes], -1)
 
 
 def _write_png(path: Path, image: np.ndarray) -> Path:

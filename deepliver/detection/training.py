@@ -65,10 +65,6 @@ class DetectionTask:
             self._lesion_slices[case.seed] = found
         return self._lesion_slices[case.seed]
 
-    def draw(self, cases, rng: np.random.Generator):
-        """A batch of slices and their boxes, on the CPU (beside a GPU, drawn ahead in a thread)."""
-        return self.sample(cases, rng)
-
     def loss(self, network, batch, generator: torch.Generator):
         """Jittered on the device (``generator`` is the device's) and the detector's loss."""
         images, boxes = batch
@@ -81,7 +77,8 @@ class DetectionTask:
         detector = getattr(network, "module", network)  # under DDP: anchors, decode
         return yolo_loss(detector, network(images), boxes)
 
-    def sample(self, cases, rng) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def draw(self, cases, rng) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """A batch of slices and their boxes, on the CPU (beside a GPU, drawn ahead in a thread)."""
         images, boxes = [], []
         for _ in range(self.batch):
             case = cases[int(rng.integers(len(cases)))]

@@ -28,6 +28,12 @@ def normalise(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return out.astype(np.float32, copy=False)
 
 
+def normalise_uint8(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """:func:`normalise` as 0..255 uint8: the images training caches, slice exports and the
+    detectors see."""
+    return np.rint(normalise(hu, window) * 255.0).astype(np.uint8)
+
+
 def to_model_grid(volume: Volume, card: ModelCard) -> Volume:
     """The HU volume resampled (linear) to the card's spacing over the same box of space."""
     return volume.resampled_to_spacing(card.spacing_mm)

@@ -31,7 +31,7 @@ from deepliver.annotation.segmentation import LESION_CONNECTIVITY
 from deepliver.errors import DeepLiverError
 from deepliver.inference.postprocess import liver_only
 from deepliver.io.atomic import write_atomically
-from deepliver.models.predict import normalise
+from deepliver.models.predict import normalise_uint8
 from deepliver.phantom import PhantomSpec, make_phantom
 from deepliver.progress import Progress
 from deepliver.volume import Box
@@ -177,15 +177,11 @@ def prepare_arrays(ct, labels, stage: str, spacing, window) -> dict[str, np.ndar
     image = ct.resampled_to_spacing(spacing)
     label = labels.resampled_onto(image.grid, label=True).array
     target = (label > 0) if stage == "liver" else (label == 2)
-    arrays = {"image": _scaled(image.array, window), "target": target.astype(np.uint8)}
+    arrays = {"image": normalise_uint8(image.array, window), "target": target.astype(np.uint8)}
     if stage == "tumor":
-        arrays["ungated"] = _scaled(ungated.resampled_onto(image.grid).array, window)
+        arrays["ungated"] = normalise_uint8(ungated.resampled_onto(image.grid).array, window)
         arrays["liver_distance"] = _liver_distance(label > 0, image.spacing)
     return arrays
-
-
-def _scaled(hu: np.ndarray, window) -> np.ndarray:
-    return np.rint(normalise(hu, window) * 255.0).astype(np.uint8)
 
 
 def _liver_distance(liver: np.ndarray, spacing_xyz) -> np.ndarray:

@@ -329,6 +329,7 @@ def _train(config: TrainConfig, reporter: Reporter, resume: bool, workers) -> Pa
         + (f", {workers.world} processes" if workers.distributed else "")
     )
     model = distributed.wrap(network, workers)
+    ahead = AHEAD if workers.device.type == "cuda" else 0  # a drawing thread beside a GPU only
 
     for epoch in range(start_epoch + 1, config.epochs + 1):
         began = time.perf_counter()
@@ -340,7 +341,6 @@ def _train(config: TrainConfig, reporter: Reporter, resume: bool, workers) -> Pa
             group["lr"] = learning_rate(config.lr, epoch, config.epochs)
         model.train()
         losses = []
-        ahead = AHEAD if workers.device.type == "cuda" else 0  # a thread beside a GPU only
         batches = prefetched(partial(task.draw, train_cases, rng), config.steps, ahead)
         for step, batch in enumerate(batches):
             optimizer.zero_grad(set_to_none=True)
