@@ -23,7 +23,7 @@ from deepliver.models.card import (
 from deepliver.models.networks import build_network
 from deepliver.models.predict import dice, predict_mask, predict_probability
 from deepliver.phantom import PhantomSpec, make_phantom
-from deepliver.volume import Volume
+from deepliver.volume import Grid, Volume
 
 
 def tiny_card(architecture="unet2d", **changes) -> ModelCard:
@@ -181,6 +181,29 @@ def test_predict_mask_lands_on_the_exact_input_grid(oblique_grid, architecture):
     mask = predict_mask(network, card, ct)
     assert mask.grid.same_as(ct.grid)
     assert mask.array.dtype == np.uint8 and set(np.unique(mask.array)) <= {0, 1}
+
+
+@pytest.mark.parametrize("architecture", ["unet2d", "unet3d"])
+def test_tumor_models_see_the_crop_and_its_mirror_image(architecture):
+    """Mirroring a tumor crop left to right mirrors the tumor answer exactly (it is the mean of
+    the model on both); the liver stage runs once, so its random network is not symmetric."""
+    rng = np.random.default_rng(3)
+    hu = rng.integers(-100, 250, (10, 24, 40)).astype(np.int16)  # (z, y, x)
+    liver_card = tiny_card(architecture)
+    tumor_card = tiny_card(architecture, stage="tumor", labels={0: "background", 1: "tumor"})
+    grid = Grid(hu.shape, (0.0, 0.0, 0.0), liver_card.spacing_mm)  # already the model grid
+    answers = {}
+    for card in (liver_card, tumor_card):
+        torch.manual_seed(4)
+        network = build_network(card).eval()
+        plain = predict_probability(network, card, Volume(hu, grid)).array
+        mirrored = predict_probability(network, card, Volume(hu[..., ::-1].copy(), grid)).array
+        answers[card.stage] = (plain, mirrored[..., ::-1])
+    plain, mirrored_back = answers["tumor"]
+    assert plain.std() > 0
+    np.testing.assert_allclose(mirrored_back, plain, rtol=0, atol=1e-6)
+    plain, mirrored_back = answers["liver"]
+    assert np.abs(mirrored_back - plain).max() > 1e-3
 
 
 def test_nan_and_constant_volumes_do_not_break_prediction(oblique_grid):

@@ -2,7 +2,8 @@
 liver's box at fine resolution finds the tumors, and both land on the input's exact grid.
 
 Liver model -> largest component, closing, hole filling -> liver box plus a margin -> tumor
-model in the box, on the CT blanked beyond 5 mm of the liver -> tumors kept inside the liver,
+model in the box (and on its mirror image: :func:`deepliver.models.predict.predict_probability`),
+on the CT blanked beyond 5 mm of the liver -> tumors kept inside the liver,
 specks removed -> labels 0/1/2 on the input grid. A run without a tumor model stops after the
 liver; a run that finds no liver returns empty labels and says so.
 """

@@ -2,8 +2,9 @@
 
 unet2d models see 2.5D stacks (the slice and its neighbours along the model grid's k axis as
 channels, edge slices repeated) in batches of slices; unet3d models run under MONAI's
-``SlidingWindowInferer`` with the card's ROI. Work is done in chunks, so memory stays bounded
-by the volume on the model grid (float32) plus one batch.
+``SlidingWindowInferer`` with the card's ROI. Tumor models run twice, on the liver's crop and
+on its mirror image. Work is done in chunks, so memory stays bounded by the volume on the
+model grid (float32, twice for the tumor crop) plus one batch.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from deepliver.models.networks import size_multiple
 from deepliver.volume import Volume
 
 SLICE_BATCH = 16  # unet2d: slices per forward pass
+MIRRORED_STAGES = ("tumor",)  # averaged with their left-right mirror (predict_probability)
 
 
 def normalise(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
@@ -86,12 +88,25 @@ def _sliding_3d(model, card: ModelCard, image: np.ndarray, device) -> np.ndarray
 
 
 def predict_probability(model: torch.nn.Module, card: ModelCard, volume: Volume, device="cpu"):
-    """P(foreground: liver or tumor, per the card's stage) as float32 on the MODEL grid."""
+    """P(foreground: liver or tumor, per the card's stage) as float32 on the MODEL grid.
+
+    A tumor model's answer is the mean of its answers on the crop and on the crop mirrored left
+    to right (the tumor stage sees the liver alone, blanked around, where a mirror image is as
+    plausible as the original). On 20 validation phantoms (seeds 110-129) this raised tumor
+    Dice from 0.552 to 0.570; mirroring up-down as well gave 0.567. The liver stage sees the
+    whole abdomen, whose mirror image it never trained on: there the same mean dropped liver
+    Dice from 0.950 to 0.891, so it runs once.
+    """
     resampled = to_model_grid(volume, card)
     image = normalise(resampled.array, card.hu_window)
     del resampled
     grid = volume.grid.with_spacing(card.spacing_mm)
-    return Volume(foreground_probability(model, card, image, device), grid)
+    probability = foreground_probability(model, card, image, device)
+    if card.stage in MIRRORED_STAGES:
+        mirrored = np.ascontiguousarray(image[..., ::-1])
+        probability += foreground_probability(model, card, mirrored, device)[..., ::-1]
+        probability *= np.float32(0.5)
+    return Volume(probability, grid)
 
 
 def predict_mask(
