@@ -45,13 +45,21 @@ def test_killed_mid_epoch_then_resumed_loses_nothing(tmp_path):
     child.wait()
     assert epochs_logged(run)[0] == 1 and not (run / "model").exists()
     killed_at = torch.load(run / "checkpoint.pt", weights_only=True)["epoch"]
+    # what a kill in the middle of write_atomically leaves (the kill above may have done so too)
+    (run / ".checkpoint.pt.x1.partial").write_bytes(b"half a checkpoint")
+    (run / "cache" / "train" / ".01000.image.npy.x2.partial.npy").write_bytes(b"half an array")
+    (run / "notes").mkdir()
+    (run / "notes" / ".draft.partial").write_text("not the run's")  # left alone
 
     result = deepliver("train", *TINY, "--steps", "40", "--epochs", "4", "-o", run, "--resume")
     assert f"after epoch {killed_at}" in result.stdout + result.stderr
     assert epochs_logged(run) == [1, 2, 3, 4]  # same folder, every epoch once
     card = verify_weights(run / "model")
     assert [h["epoch"] for h in card.metrics["history"]] == [1, 2, 3, 4]
-    assert sorted(p.name for p in run.iterdir()) == ["cache", "checkpoint.pt", "log.jsonl", "model"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "cache", "checkpoint.pt", "log.jsonl", "model", "notes"
+    ]  # fmt: skip
+    assert [p.name for p in run.rglob("*.partial*")] == [".draft.partial"]  # the run's are gone
 
 
 def test_a_checkpoint_write_that_fails_halfway_leaves_the_last_one(tmp_path, monkeypatch):

@@ -267,6 +267,8 @@ def _train(config: TrainConfig, reporter: Reporter, resume: bool, workers) -> Pa
             )
     elif checkpoint_path.is_file():
         raise DeepLiverError(f"{run} already holds a run: add --resume, or use a new folder")
+    if workers.main:
+        remove_partial_files(run)
     distributed.wait(workers)  # every process has checked the folder before any writes to it
     run.mkdir(parents=True, exist_ok=True)
 
@@ -432,6 +434,16 @@ def _train(config: TrainConfig, reporter: Reporter, resume: bool, workers) -> Pa
     save_model(folder, card, final)
     reporter.stage("done", 1.0)
     return folder
+
+
+def remove_partial_files(run: Path) -> None:
+    """Delete what a run killed mid-write left: write_atomically's hidden temporary files (a
+    checkpoint, a cached case, the model). The files they were replacing are whole. Only the
+    places a run writes are looked at: ``-o`` may name a folder that holds other things."""
+    for pattern in (".*.partial*", "cache/*/.*.partial*", f"{MODEL_FOLDER}/.*.partial*"):
+        for stale in run.glob(pattern):
+            if stale.is_file():
+                stale.unlink()
 
 
 def learning_rate(base: float, epoch: int, epochs: int) -> float:
