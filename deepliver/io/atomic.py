@@ -11,6 +11,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+PARTIAL = ".partial"  # marks write_atomically's temporary names: .<name>.<random>.partial<suffix>
+
 
 def write_atomically(path: Path, write: Callable[[Path], object], suffix: str = "") -> Path:
     """Call ``write(temporary_path)``, flush it to disk, then move it onto ``path``.
@@ -21,7 +23,7 @@ def write_atomically(path: Path, write: Callable[[Path], object], suffix: str = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=f".partial{suffix}"
+        dir=path.parent, prefix=f".{path.name}.", suffix=f"{PARTIAL}{suffix}"
     )
     os.close(handle)
     temporary = Path(name)
@@ -34,3 +36,11 @@ def write_atomically(path: Path, write: Callable[[Path], object], suffix: str = 
         temporary.unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Delete the temporary files that writers killed in mid-write left in ``folder`` (not in
+    its subfolders). The files they were to replace are whole: ``os.replace`` never ran."""
+    for stale in Path(folder).glob(f".*{PARTIAL}*"):
+        if stale.is_file():
+            stale.unlink()

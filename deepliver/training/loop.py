@@ -18,7 +18,7 @@ import torch
 from monai.losses import DiceCELoss
 
 from deepliver.errors import DeepLiverError
-from deepliver.io.atomic import write_atomically
+from deepliver.io.atomic import remove_leftovers, write_atomically
 from deepliver.models.card import ModelCard, save_model
 from deepliver.models.networks import build_network, count_parameters
 from deepliver.models.predict import dice, foreground_probability
@@ -437,13 +437,10 @@ def _train(config: TrainConfig, reporter: Reporter, resume: bool, workers) -> Pa
 
 
 def remove_partial_files(run: Path) -> None:
-    """Delete what a run killed mid-write left: write_atomically's hidden temporary files (a
-    checkpoint, a cached case, the model). The files they were replacing are whole. Only the
-    places a run writes are looked at: ``-o`` may name a folder that holds other things."""
-    for pattern in (".*.partial*", "cache/*/.*.partial*", f"{MODEL_FOLDER}/.*.partial*"):
-        for stale in run.glob(pattern):
-            if stale.is_file():
-                stale.unlink()
+    """Delete what a run killed mid-write left (a checkpoint, a cached case, the model), only in
+    the folders a run writes: ``-o`` may name a folder that holds other things."""
+    for folder in (run, *(run / "cache").glob("*"), run / MODEL_FOLDER):
+        remove_leftovers(folder)
 
 
 def learning_rate(base: float, epoch: int, epochs: int) -> float:
