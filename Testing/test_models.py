@@ -206,6 +206,21 @@ def test_tumor_models_see_the_crop_and_its_mirror_image(architecture):
     assert np.abs(mirrored_back - plain).max() > 1e-3
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("architecture", ["unet2d", "unet3d"])
+def test_prediction_on_a_gpu_matches_the_cpu(oblique_grid, architecture):
+    """The sliding window sends its windows to the GPU and stitches on the host (a 3D model
+    once failed here: its windows' weights stayed on the CPU)."""
+    torch.manual_seed(1)
+    card = tiny_card(architecture)
+    network = build_network(card).eval()
+    rng = np.random.default_rng(0)
+    ct = Volume(rng.integers(-1000, 400, oblique_grid.shape).astype(np.int16), oblique_grid)
+    on_cpu = predict_probability(network, card, ct).array
+    on_gpu = predict_probability(network.to("cuda"), card, ct, "cuda").array
+    np.testing.assert_allclose(on_gpu, on_cpu, rtol=0, atol=1e-4)
+
+
 def test_nan_and_constant_volumes_do_not_break_prediction(oblique_grid):
     card = tiny_card()
     network = build_network(card).eval()

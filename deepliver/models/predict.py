@@ -79,11 +79,17 @@ def _slices_2d(model, card: ModelCard, image: np.ndarray, device) -> np.ndarray:
 
 def _sliding_3d(model, card: ModelCard, image: np.ndarray, device) -> np.ndarray:
     roi = tuple(int(v) for v in card.roi_size[::-1])  # (x, y, z) -> (z, y, x)
+    # Windows go to the model's device, the stitched volume stays in host memory.
     inferer = SlidingWindowInferer(
-        roi_size=roi, sw_batch_size=2, overlap=0.25, mode="gaussian", device=torch.device("cpu")
+        roi_size=roi,
+        sw_batch_size=2,
+        overlap=0.25,
+        mode="gaussian",
+        sw_device=device,
+        device=torch.device("cpu"),
     )
     tensor = torch.from_numpy(np.ascontiguousarray(image))[None, None]
-    output = inferer(tensor, lambda patch: _foreground(model(patch.to(device))))
+    output = inferer(tensor, lambda patch: _foreground(model(patch)))
     return output[0, 0].cpu().numpy().astype(np.float32, copy=False)
 
 
