@@ -250,6 +250,28 @@ def test_tumor_patches_see_the_liver_gate_moved_as_a_predicted_liver_moves_it(tm
     assert rim_blanked > 10 and tumor_dropped > 5
 
 
+@pytest.mark.parametrize("shape", [(48, 64), (32, 96, 96), (1, 40, 40), (2, 7), (5, 1, 3)])
+def test_the_moved_gate_is_the_knots_linearly_interpolated(shape):
+    """The gate's field stretched one axis at a time is SciPy's order-1 zoom of its knots
+    (the reference it replaced), to float32 rounding, knots on the first and last voxels."""
+    from scipy import ndimage
+
+    from deepliver.training import patches
+
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(20):
+        knots = [min(patches.GATE_KNOTS, n) for n in shape]
+        field = rng.uniform(*patches.GATE_RANGE_MM, size=knots).astype(np.float32)
+        zoom = [n / k for n, k in zip(shape, knots, strict=True)]
+        expected = ndimage.zoom(field, zoom, order=1, grid_mode=False, mode="nearest")
+        stretched = patches.stretched(field, shape)
+        assert stretched.shape == shape and stretched.dtype == np.float32
+        np.testing.assert_allclose(stretched, expected, rtol=0, atol=1e-5)
+        ends = tuple(slice(None, None, max(1, n - 1)) for n in shape)
+        knot_ends = tuple(slice(None, None, max(1, k - 1)) for k in knots)
+        assert np.array_equal(stretched[ends], field[knot_ends])
+
+
 @pytest.mark.parametrize(
     "arch, stage, extra",
     [

@@ -14,7 +14,6 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 from deepliver.models.card import ModelCard
 from deepliver.training.data import DISTANCE_ZERO, TUMOR_CROP_MARGIN_MM, Case
@@ -104,8 +103,31 @@ def random_gate(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     random knots per side, linearly interpolated, so the gate bulges out here and in there."""
     knots = [min(GATE_KNOTS, n) for n in shape]
     field = rng.uniform(*GATE_RANGE_MM, size=knots).astype(np.float32)
-    zoom = [n / k for n, k in zip(shape, knots, strict=True)]
-    return ndimage.zoom(field, zoom, order=1, grid_mode=False, mode="nearest")
+    return stretched(field, shape)
+
+
+def stretched(field: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``field`` linearly interpolated to ``shape``, its first and last values on the first and
+    last voxels (as ``scipy.ndimage.zoom(order=1, grid_mode=False)``), one axis at a time: a
+    tenth of zoom's time, which was most of the time drawing a 3D patch took."""
+    out = field.astype(np.float64)
+    for axis, n in enumerate(shape):
+        weights = _linear_weights(out.shape[axis], n)
+        out = np.moveaxis(np.tensordot(weights, np.moveaxis(out, axis, 0), axes=(1, 0)), 0, axis)
+    return out.astype(np.float32)
+
+
+def _linear_weights(knots: int, n: int) -> np.ndarray:
+    """(n, knots): the weights of the knots at each of n evenly spread places."""
+    if knots == 1:
+        return np.ones((n, 1))
+    place = np.arange(n) * ((knots - 1) / max(1, n - 1))
+    low = np.minimum(place.astype(np.int64), knots - 2)
+    above = place - low
+    weights = np.zeros((n, knots))
+    weights[np.arange(n), low] = 1.0 - above
+    weights[np.arange(n), low + 1] = above
+    return weights
 
 
 def _window2d(array, ks, start_yx, size_yx, fill: int = 0) -> np.ndarray:
