@@ -2,8 +2,9 @@
 
     python bench/bench_draw.py [--batches 40] [--phantoms 6]
 
-Beside a GPU, batches are drawn in one thread while the GPU trains, so the draw sets how fast
-a GPU run can go (a 3D tumor epoch of 100 batches took 22 s on an H100 machine). Side by side
+Beside a GPU, batches are drawn in one thread while the GPU trains, and a slow draw leaves the
+GPU waiting (three 3D tumor runs side by side on an H100 machine took 22 s per epoch of 100
+batches, validation included; how much of that was drawing was not measured). Side by side
 in the same run: the baseline, the moved liver gate's smooth field made by SciPy's order-1
 zoom (the way it was made before), against the field stretched one axis at a time. The same
 random generator draws the same patches both ways; the printout says whether every batch came
