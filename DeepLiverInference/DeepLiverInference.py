@@ -218,6 +218,8 @@ class DeepLiverInferenceTest(ScriptedLoadableModuleTest):
         self.assertGreaterEqual(dice, 0.85, f"liver Dice {dice:.3f}")
         table = qt.QTableWidget()
         glue.fill_lesion_table(table, logic.rows)
+        self.assertEqual(table.columnCount, len(glue.LESION_COLUMNS))
+        self.assertTrue(all(row[-1] for row in logic.rows), "a lesion without its probability")
         rois = slicer.util.getNodesByClass("vtkMRMLMarkupsROINode")
         self.assertEqual(len(rois), table.rowCount)
         self.assertEqual(

@@ -33,7 +33,13 @@ from deepliver.volume import Volume
 
 DEVICES = ("auto", "cpu", "cuda")
 # The Review module's setting: both modules use the same annotation store.
-LESION_COLUMNS = ("Lesion", "Volume (mL)", "Longest axial diameter (mm)", "Mean HU")
+LESION_COLUMNS = (
+    "Lesion",
+    "Volume (mL)",
+    "Longest axial diameter (mm)",
+    "Mean HU",
+    "Model's mean P(tumor)",
+)
 MODEL_READER = "DeepLiver"  # the reader of a model revision
 INPUT_FILE = "input.nrrd"
 DETECTOR_SCORE_ATTRIBUTE = "DeepLiver.DetectorScore"
@@ -146,7 +152,7 @@ def tumor_segment(lesion: Lesion) -> str:
     return f"Tumor {lesion.id}"
 
 
-def lesion_rows(lesions) -> list[tuple[str, str, str, str]]:
+def lesion_rows(lesions) -> list[tuple[str, ...]]:
     """The lesion table's cells, one row per lesion (see :data:`LESION_COLUMNS`)."""
     return [
         (
@@ -154,6 +160,7 @@ def lesion_rows(lesions) -> list[tuple[str, str, str, str]]:
             f"{lesion.volume_ml:.2f}",
             f"{lesion.longest_axial_diameter_mm:.1f}",
             f"{lesion.mean_hu:.0f}",
+            "" if lesion.mean_probability is None else f"{lesion.mean_probability:.2f}",
         )
         for lesion in lesions
     ]

@@ -101,6 +101,40 @@ def test_sphere_on_an_oblique_grid():
     assert np.all(np.array(lesion.box_min_lps) >= centre - diameter / 2 - reach)
 
 
+def test_each_lesion_carries_the_models_mean_probability(phantom, tmp_path):
+    """With the tumor stage's probability (uint8 on the grid), a lesion's confidence is its
+    mean over the lesion's own voxels; it reaches the CSV and survives the JSON. A label map
+    no model made (truth, a reader's) has none: an empty cell and null."""
+    labels, ct = phantom.labels, phantom.ct
+    masks = lesion_masks(labels.array == 2)
+    rng = np.random.default_rng(0)
+    probability = rng.integers(0, 256, labels.shape).astype(np.uint8)
+    probability[masks[0]] = 250  # the largest lesion: sure
+    lesions = lesion_table(labels, ct, labels.with_array(probability))
+    assert lesions[0].mean_probability == pytest.approx(250 / 255)
+    for lesion, mask in zip(lesions[1:], masks[1:], strict=True):
+        assert lesion.mean_probability == pytest.approx(probability[mask].mean() / 255)
+        assert lesion.mean_probability < 0.9
+    csv_path, json_path = write_lesion_table(lesions, tmp_path)
+    rows = list(csv.DictReader(csv_path.open()))
+    assert float(rows[0]["mean_probability"]) == pytest.approx(250 / 255, abs=1e-3)
+    back = read_lesion_json(json_path)
+    assert [b.mean_probability for b in back] == pytest.approx(
+        [lesion.mean_probability for lesion in lesions], abs=1e-3
+    )
+
+    unscored = lesion_table(labels, ct)
+    assert all(lesion.mean_probability is None for lesion in unscored)
+    csv_path, json_path = write_lesion_table(unscored, tmp_path / "truth")
+    assert {r["mean_probability"] for r in csv.DictReader(csv_path.open())} == {""}
+    assert all(b.mean_probability is None for b in read_lesion_json(json_path))
+    grid = labels.grid
+    moved = Grid(grid.shape, grid.origin + (1.0, 0.0, 0.0), grid.spacing, grid.direction)
+    shifted = Volume(probability, moved)
+    with pytest.raises(ValueError, match="tumor probability"):
+        lesion_table(labels, ct, shifted)
+
+
 def test_longest_diameter_of_a_rectangle_and_a_line():
     mask = np.zeros((3, 20, 30), dtype=bool)
     mask[1, 5:15, 5:25] = True  # 10 rows x 20 columns

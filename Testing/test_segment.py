@@ -46,7 +46,8 @@ def test_dicom_series_gives_every_result_on_its_exact_grid(tmp_path, held_out):
     assert summary["models"][0]["name"] == "liver-unet2d"
     assert summary["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # --device auto
     lesions = json.loads((tmp_path / "lesions.json").read_text())["lesions"]
-    assert len(lesions) == summary["lesion_count"]
+    assert len(lesions) == summary["lesion_count"] >= 1
+    assert all(0.5 <= lesion["mean_probability"] <= 1.0 for lesion in lesions)  # each voxel >= 0.5
     for name in ("labels.seg.nrrd", "labels.dcm", "lesions.csv", "overview.png"):
         assert (tmp_path / name).is_file(), name
 

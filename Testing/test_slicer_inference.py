@@ -35,7 +35,7 @@ def _card(name, stage, architecture="unet2d"):
     )
 
 
-def _lesion(number, low=(0.0, 0.0, 0.0), high=(10.0, 12.0, 15.0)):
+def _lesion(number, low=(0.0, 0.0, 0.0), high=(10.0, 12.0, 15.0), probability=None):
     return Lesion(
         id=number,
         volume_ml=1.23456,
@@ -45,6 +45,7 @@ def _lesion(number, low=(0.0, 0.0, 0.0), high=(10.0, 12.0, 15.0)):
         box_min_lps=low,
         box_max_lps=high,
         voxels=42,
+        mean_probability=probability,
     )
 
 
@@ -106,8 +107,13 @@ def test_only_ct_series_are_segmented():
 
 
 def test_lesion_rows_names_and_boxes():
-    lesions = [_lesion(1), _lesion(2, (-5.0, 1.0, 2.0), (5.0, 3.0, 4.0)), _lesion(3)]
-    assert inference.lesion_rows(lesions)[0] == ("1", "1.23", "14.0", "62")
+    lesions = [
+        _lesion(1),
+        _lesion(2, (-5.0, 1.0, 2.0), (5.0, 3.0, 4.0)),
+        _lesion(3, probability=0.876),
+    ]
+    assert inference.lesion_rows(lesions)[0] == ("1", "1.23", "14.0", "62", "")  # truth: no model
+    assert inference.lesion_rows(lesions)[2][-1] == "0.88"
     assert len(inference.lesion_rows(lesions)[0]) == len(inference.LESION_COLUMNS)
     assert [inference.lesion_name(x) for x in lesions] == ["Lesion 1", "Lesion 2", "Lesion 3"]
     boxes = inference.lesion_boxes(lesions, ["Liver", "Tumor 1", "Tumor 2"])

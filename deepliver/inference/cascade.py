@@ -19,7 +19,7 @@ import numpy as np
 from deepliver.annotation.structures import LIVER, TUMOR
 from deepliver.inference.postprocess import clean_liver, clean_tumors, liver_box, liver_only
 from deepliver.models.card import ModelCard, find_model, load_model
-from deepliver.models.predict import predict_mask
+from deepliver.models.predict import mask_of, predict_mask, probability_on_grid
 from deepliver.progress import Progress
 from deepliver.volume import Volume
 
@@ -45,6 +45,9 @@ class CascadeResult:
     labels: Volume  # uint8 on the input grid: 0 background, 1 liver, 2 tumor
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # The tumor stage's P(tumor) as uint8 (0..255) on the input grid, 0 beyond the liver's box;
+    # None when no tumor stage ran. Each lesion's mean of it is the lesion table's confidence.
+    tumor_probability: Volume | None = None
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -102,9 +105,12 @@ def segment(ct: Volume, models: CascadeModels, progress: Progress | None = None)
     start = time.perf_counter()
     box = liver_box(liver, ct.grid, LIVER_MARGIN_MM)
     network, card = models.tumor
-    in_box = predict_mask(network, card, liver_only(ct.crop(box), liver[box.slices]), models.device)
+    crop = liver_only(ct.crop(box), liver[box.slices])
+    in_box = probability_on_grid(network, card, crop, models.device)
+    probability = np.zeros(ct.shape, dtype=np.uint8)
+    probability[box.slices] = in_box.array
     tumor = np.zeros(ct.shape, dtype=bool)
-    tumor[box.slices] = in_box.array.astype(bool)
+    tumor[box.slices] = mask_of(in_box).array.astype(bool)
     timings["tumor_model"] = time.perf_counter() - start
 
     report("cleaning the tumors", 0.9)
@@ -112,7 +118,9 @@ def segment(ct: Volume, models: CascadeModels, progress: Progress | None = None)
     tumor = clean_tumors(tumor, liver, ct.grid)
     labels[tumor] = TUMOR.label
     timings["tumor_postprocess"] = time.perf_counter() - start
-    return CascadeResult(ct.with_array(labels), timings)
+    return CascadeResult(
+        ct.with_array(labels), timings, tumor_probability=ct.with_array(probability)
+    )
 
 
 @dataclass
@@ -170,6 +178,7 @@ def segment_and_write(
         models=[{"name": card.name, "version": card.version} for card in models.cards],
         timings=timings,
         device=models.device,
+        tumor_probability=result.tumor_probability,
     )
     if detections is not None:
         from deepliver.detection.detect import write_detections

@@ -1,4 +1,5 @@
-"""Lesions as a table a radiologist reads: size, longest axial diameter, density, position.
+"""Lesions as a table a radiologist reads: size, longest axial diameter, density, position,
+and for a model's result its confidence (the tumor model's mean probability over the lesion).
 
 A lesion is one 26-connected component of the tumor label, numbered (largest first) by
 :func:`deepliver.annotation.segmentation.lesion_labels` as the segments are, so lesion 3 here
@@ -43,17 +44,26 @@ class Lesion:
     box_min_lps: tuple[float, float, float]  # axis-aligned LPS box around its voxels' corners
     box_max_lps: tuple[float, float, float]
     voxels: int
+    # The tumor stage's mean P(tumor) over the lesion's voxels (0.5..1: each voxel passed 0.5);
+    # None for a label map that no model made. Lesions the model is sure of score near 1.
+    mean_probability: float | None = None
 
 
-def lesion_table(labels: Volume, ct: Volume) -> list[Lesion]:
-    """One :class:`Lesion` per connected component of label 2, in ``lesion_masks`` order."""
+def lesion_table(
+    labels: Volume, ct: Volume, tumor_probability: Volume | None = None
+) -> list[Lesion]:
+    """One :class:`Lesion` per connected component of label 2, in ``lesion_masks`` order;
+    with the model's ``tumor_probability`` (uint8, 0..255, on the same grid), its mean each."""
     ct.require_same_grid(labels)
+    if tumor_probability is not None:
+        tumor_probability.require_same_grid(labels, "tumor probability")
     grid = labels.grid
     numbers, box, _ = lesion_labels(labels.array == TUMOR.label)
     if box is None:
         return []
     voxel_ml = float(np.prod(grid.spacing)) / 1000.0
     ct_crop = ct.array[box.slices]
+    probability = None if tumor_probability is None else tumor_probability.array[box.slices]
     lesions = []
     for number, where in enumerate(ndimage.find_objects(numbers), start=1):
         mask = numbers[where] == number
@@ -71,6 +81,9 @@ def lesion_table(labels: Volume, ct: Volume) -> list[Lesion]:
                 box_min_lps=_triple(low),
                 box_max_lps=_triple(high),
                 voxels=len(kji),
+                mean_probability=None
+                if probability is None
+                else float(probability[where][mask].mean(dtype=np.float64)) / 255.0,
             )
         )
     return lesions
@@ -149,6 +162,7 @@ CSV_COLUMNS = (
     "box_max_p_mm",
     "box_max_s_mm",
     "voxels",
+    "mean_probability",
 )
 
 
@@ -163,6 +177,9 @@ def _rounded(lesion: Lesion) -> dict:
         "box_min_lps": [round(v, 2) for v in lesion.box_min_lps],
         "box_max_lps": [round(v, 2) for v in lesion.box_max_lps],
         "voxels": lesion.voxels,
+        "mean_probability": None
+        if lesion.mean_probability is None
+        else round(lesion.mean_probability, 3),
     }
 
 
@@ -179,11 +196,16 @@ def write_lesion_table(lesions: list[Lesion], folder: Path) -> tuple[Path, Path]
             + row["centroid_lps"]
             + row["box_min_lps"]
             + row["box_max_lps"]
-            + [row["voxels"]]
+            + [row["voxels"], "" if row["mean_probability"] is None else row["mean_probability"]]
         )
     document = {
         "coordinate_system": "LPS",
-        "units": {"volume": "mL", "length": "mm", "density": "HU"},
+        "units": {
+            "volume": "mL",
+            "length": "mm",
+            "density": "HU",
+            "mean_probability": "the tumor model's P(tumor), 0..1, averaged over the lesion",
+        },
         "lesions": rows,
     }
     csv_path = _write_text(folder / LESIONS_CSV, text.getvalue())
@@ -204,6 +226,9 @@ def read_lesion_json(path: Path) -> list[Lesion]:
             box_min_lps=_triple(row["box_min_lps"]),
             box_max_lps=_triple(row["box_max_lps"]),
             voxels=int(row["voxels"]),
+            mean_probability=None
+            if row.get("mean_probability") is None
+            else float(row["mean_probability"]),
         )
         for row in document["lesions"]
     ]

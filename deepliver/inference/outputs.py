@@ -54,6 +54,7 @@ def write_outputs(
     models=(),
     timings: dict[str, float] | None = None,
     device: str | None = None,
+    tumor_probability: Volume | None = None,
 ) -> dict[str, Path]:
     """Write the run's files under ``folder``; returns their paths by kind.
 
@@ -61,9 +62,10 @@ def write_outputs(
     ``dicom_source`` (the series' folder or files); ``identity`` then picks that series and checks
     its slices. ``models`` are dicts with at least a name (and a version); ``timings`` the
     seconds per stage so far, and ``device`` where the models ran (timings mean little without
-    it). A result without liver still gets every file except the DICOM
-    SEG, which cannot hold zero segments (the summary says so); its ``.seg.nrrd`` holds one
-    empty Liver segment to draw into.
+    it). ``tumor_probability`` (the cascade's, uint8 on ``ct``'s grid) gives each lesion its
+    mean probability in the lesion table. A result without liver still gets every file except
+    the DICOM SEG, which cannot hold zero segments (the summary says so); its ``.seg.nrrd``
+    holds one empty Liver segment to draw into.
     """
     start = time.perf_counter()
     ct.require_same_grid(labels)
@@ -88,7 +90,7 @@ def write_outputs(
             )
         else:
             notes.append("no liver or tumor found: no DICOM SEG written (it needs a segment)")
-    lesions = lesion_table(labels, ct)
+    lesions = lesion_table(labels, ct, tumor_probability)
     paths["lesions_csv"], paths["lesions_json"] = write_lesion_table(lesions, folder)
     paths["overview"] = write_overview(ct, labels, folder / OVERVIEW_PNG)
 

@@ -118,18 +118,28 @@ def predict_probability(model: torch.nn.Module, card: ModelCard, volume: Volume,
 def predict_mask(
     model: torch.nn.Module, card: ModelCard, volume: Volume, device="cpu", threshold: float = 0.5
 ) -> Volume:
-    """uint8 mask (1 = the card's foreground) on the input volume's exact grid.
+    """uint8 mask (1 = the card's foreground) on the input volume's exact grid."""
+    return mask_of(probability_on_grid(model, card, volume, device), threshold)
 
-    The probability goes back onto the input grid as uint8 (0..255), resampled linearly, and
-    is thresholded there: smoother edges than a nearest-neighbour coarse mask, and no float
-    copy at the input's full size.
+
+def probability_on_grid(
+    model: torch.nn.Module, card: ModelCard, volume: Volume, device="cpu"
+) -> Volume:
+    """P(foreground) as uint8 (0..255) on the input volume's exact grid.
+
+    The probability goes back onto the input grid as uint8, resampled linearly, and is
+    thresholded there (:func:`mask_of`): smoother edges than a nearest-neighbour coarse mask,
+    and no float copy at the input's full size.
     """
     probability = predict_probability(model, card, volume, device)
     scaled = np.rint(probability.array * 255.0).astype(np.uint8)
-    back = probability.with_array(scaled).resampled_onto(volume.grid, label=False, fill=0)
+    return probability.with_array(scaled).resampled_onto(volume.grid, label=False, fill=0)
+
+
+def mask_of(probability: Volume, threshold: float = 0.5) -> Volume:
+    """uint8 mask where a :func:`probability_on_grid` volume reaches ``threshold``."""
     level = int(np.ceil(threshold * 255.0))
-    mask = (back.array >= level).astype(np.uint8)
-    return Volume(mask, volume.grid)
+    return probability.with_array((probability.array >= level).astype(np.uint8))
 
 
 def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
