@@ -250,6 +250,34 @@ def test_tumor_patches_see_the_liver_gate_moved_as_a_predicted_liver_moves_it(tm
     assert rim_blanked > 10 and tumor_dropped > 5
 
 
+def test_batches_travel_as_bytes_and_become_numbers_on_the_device(tmp_path):
+    """A drawn batch is uint8 (a quarter of float32 to copy to a GPU, an eighth of int64);
+    ``as_numbers`` makes the image 0..1 and the target int64 with the same values."""
+    from deepliver.models.card import ModelCard
+    from deepliver.training import data as training_data
+    from deepliver.training import patches
+    from deepliver.volume import Grid, Volume
+
+    grid = Grid((12, 48, 64), spacing=(1.0, 1.0, 2.5))
+    labels = np.ones(grid.shape, np.uint8)
+    labels[3:9, 14:34, 20:40] = 2
+    ct = Volume(np.where(labels == 2, 20.0, 60.0).astype(np.float32), grid)
+    item = training_data.Item(0, "case", lambda: (ct, Volume(labels, grid)))
+    cases = training_data.build_cache(tmp_path, [item], "tumor", (1.0, 1.0, 2.5), (-100, 250))
+    card = ModelCard(
+        name="t", version="0", stage="tumor", architecture="unet3d", spacing_mm=(1.0, 1.0, 2.5),
+        hu_window=(-100.0, 250.0), labels={0: "background", 1: "tumor"}, in_channels=1,
+        roi_size=(32, 32, 8),
+    )  # fmt: skip
+    image, target = patches.sample_batch(cases, card, 4, np.random.default_rng(0), 1.0)
+    assert image.dtype == target.dtype == torch.uint8
+    assert image.shape == target.shape == (4, 1, 8, 32, 32) and target.max() == 1
+    as_float, as_int = patches.as_numbers(image, target)
+    assert as_float.dtype == torch.float32 and as_int.dtype == torch.int64
+    assert torch.allclose(as_float * 255, image.float(), atol=1e-3)
+    assert torch.equal(as_int, target.long())
+
+
 @pytest.mark.parametrize("shape", [(48, 64), (32, 96, 96), (1, 40, 40), (2, 7), (5, 1, 3)])
 def test_the_moved_gate_is_the_knots_linearly_interpolated(shape):
     """The gate's field stretched one axis at a time is SciPy's order-1 zoom of its knots

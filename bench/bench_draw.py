@@ -5,8 +5,10 @@
 Beside a GPU, batches are drawn in one thread while the GPU trains, and a slow draw leaves the
 GPU waiting (three 3D tumor runs side by side on an H100 machine took 22 s per epoch of 100
 batches, validation included; how much of that was drawing was not measured). Side by side
-in the same run: the baseline, the moved liver gate's smooth field made by SciPy's order-1
-zoom (the way it was made before), against the field stretched one axis at a time. The same
+in the same run, the baseline draws as it did before: the moved liver gate's smooth field made
+by SciPy's order-1 zoom (now stretched one axis at a time), and the batch turned into float32
+images and int64 targets in the drawing thread (now it goes to the device as uint8 and is
+turned into numbers there, in the training step: on a CPU that work only moved). The same
 random generator draws the same patches both ways; the printout says whether every batch came
 out identical.
 """
@@ -36,12 +38,16 @@ def zoomed_gate(field: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return ndimage.zoom(field, zoom, order=1, grid_mode=False, mode="nearest")
 
 
-def draw(folder: Path, phantoms: int, batches: int, settings: dict) -> tuple[float, str]:
-    """Best of three: ms per batch, and a digest of every batch drawn."""
+def draw(
+    folder: Path, phantoms: int, batches: int, settings: dict, numbers_here: bool = False
+) -> tuple[float, str]:
+    """Best of three: ms per batch, and a digest of every batch drawn (as drawn, uint8);
+    ``numbers_here``: also turn each batch into float32 and int64, as the thread did before."""
     import torch
 
     from deepliver.training import data
     from deepliver.training.loop import TrainConfig, initial_card, make_task
+    from deepliver.training.patches import as_numbers
 
     config = TrainConfig(
         stage="tumor", data=f"phantom:{phantoms + 1}", output=folder, validation=1, **settings
@@ -58,6 +64,8 @@ def draw(folder: Path, phantoms: int, batches: int, settings: dict) -> tuple[flo
             image, target = task.draw(cases, rng)
             digest.update(image.numpy().tobytes())
             digest.update(target.numpy().tobytes())
+            if numbers_here:
+                as_numbers(image, target)
         times.append((time.perf_counter() - start) / batches * 1000)
     return min(times), digest.hexdigest()
 
@@ -70,18 +78,20 @@ def main() -> None:
     parser.add_argument("--phantoms", type=int, default=6)
     args = parser.parse_args()
     print(f"tumor batches drawn on the CPU, {args.phantoms} cached phantoms, best of 3 runs")
-    print(f"{'batch':34s} {'now ms':>8s} {'zoom ms':>8s} {'ratio':>6s}  same batches")
+    print(f"{'batch':34s} {'now ms':>8s} {'before ms':>10s} {'ratio':>6s}  same batches")
     stretched = patches.stretched
     for name, settings in PRESETS.items():
         with tempfile.TemporaryDirectory(prefix="bench-draw-") as folder:
             now, digest = draw(Path(folder), args.phantoms, args.batches, settings)
             patches.stretched = zoomed_gate
             try:
-                before, before_digest = draw(Path(folder), args.phantoms, args.batches, settings)
+                before, before_digest = draw(
+                    Path(folder), args.phantoms, args.batches, settings, numbers_here=True
+                )
             finally:
                 patches.stretched = stretched
         print(
-            f"{name:34s} {now:8.1f} {before:8.1f} {before / now:5.1f}x  "
+            f"{name:34s} {now:8.1f} {before:10.1f} {before / now:5.1f}x  "
             f"{'yes' if digest == before_digest else 'NO'}"
         )
 

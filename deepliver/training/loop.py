@@ -24,7 +24,7 @@ from deepliver.models.networks import build_network, count_parameters
 from deepliver.models.predict import dice, foreground_probability
 from deepliver.progress import Reporter, SilentReporter, within
 from deepliver.training import data, distributed
-from deepliver.training.patches import augment, sample_batch
+from deepliver.training.patches import as_numbers, augment, sample_batch
 from deepliver.training.prefetch import AHEAD, prefetched
 
 CHECKPOINT = "checkpoint.pt"
@@ -97,7 +97,7 @@ class SegmentationTask:
 
     def loss(self, network, batch, generator: torch.Generator):
         """Augmented on the device (``generator`` is the device's) and the loss."""
-        image, target = (tensor.to(self.device, non_blocking=True) for tensor in batch)
+        image, target = as_numbers(*(tensor.to(self.device, non_blocking=True) for tensor in batch))
         image, target = augment(image, target, generator)
         return self.loss_function(network(image), target)
 

@@ -32,7 +32,9 @@ def sample_batch(
     rng: np.random.Generator,
     foreground_fraction: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images float32, targets int64 with a channel axis): 2.5D stacks or 3D patches."""
+    """(images, targets with a channel axis), both uint8: 2.5D stacks or 3D patches. They go to
+    the device as bytes, a quarter and an eighth of float32 and int64, and become numbers there
+    (:func:`as_numbers`)."""
     px, py, pz = (int(v) for v in card.roi_size)
     if card.architecture == "unet2d":
         pz = 1
@@ -55,9 +57,13 @@ def sample_batch(
         image, target = _patch(case, card, start, patch, rng)
         images.append(image)
         targets.append(target)
-    image = torch.from_numpy(np.stack(images)).float().div_(255.0)
-    target = torch.from_numpy(np.stack(targets)).long()
-    return image, target
+    return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets))
+
+
+def as_numbers(image: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A :func:`sample_batch` batch as the network and loss take it: image 0..1 float32,
+    target int64."""
+    return image.float().div_(255.0), target.long()
 
 
 def _patch(case: Case, card: ModelCard, start, patch, rng) -> tuple[np.ndarray, np.ndarray]:
