@@ -47,10 +47,13 @@ PRESETS = {
 
 
 def stages_for(architecture: str) -> tuple[str, ...]:
-    """The stages an architecture trains for: U-Nets segment, detectors box tumors."""
+    """The stages an architecture trains for: U-Nets segment (the 2.5D one also the fine liver
+    edge), detectors box tumors."""
     if architecture not in ARCHITECTURES:
         raise DeepLiverError(f"unknown architecture {architecture!r}")
-    return ("detection",) if architecture in DETECTION_ARCHITECTURES else ("liver", "tumor")
+    if architecture in DETECTION_ARCHITECTURES:
+        return ("detection",)
+    return ("liver", "liver-fine", "tumor") if architecture == "unet2d" else ("liver", "tumor")
 
 
 def validation_count(preset: Preset, cases: int) -> int:

@@ -9,6 +9,7 @@ from deepliver.inference.postprocess import (
     clean_liver,
     clean_tumors,
     close_mask,
+    edge_from,
     fill_holes,
     largest_component,
     liver_box,
@@ -150,3 +151,20 @@ def test_liver_only_blanks_tissue_beyond_the_margin_in_millimetres():
     assert (ct.array == 60).all()  # the input is left as it was
     with pytest.raises(ValueError, match="differ in shape"):
         liver_only(ct, liver[:5])
+
+
+def test_the_fine_edge_is_taken_only_near_the_coarse_surface():
+    grid = Grid((20, 40, 40), spacing=(1.0, 1.0, 2.0))  # shape (z, y, x), spacing (x, y, z)
+    z, y, x = np.indices(grid.shape)
+    radius = np.sqrt(((z - 10) * 2.0) ** 2 + (y - 20) ** 2 + (x - 20) ** 2)  # mm
+    coarse = radius <= 12
+    fine = radius <= 14  # the edge 2 mm farther out
+    fine[10, 20, 20] = False  # a hole deep inside the liver: not the edge
+    fine[10, 2, 2] = True  # a speck 20 mm out: not the edge
+    result = edge_from(coarse, fine, grid, band_mm=4.0)
+    assert np.array_equal(result, radius <= 14)
+    narrow = edge_from(coarse, fine, grid, band_mm=1.0)  # from 1 mm out, the coarse mask again
+    assert (narrow >= coarse).all() and (narrow <= (radius <= 14)).all()
+    assert not narrow[radius > 13.5].any()
+    with pytest.raises(ValueError, match="differ in shape"):
+        edge_from(coarse, fine[:5], grid, 4.0)

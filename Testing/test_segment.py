@@ -121,3 +121,37 @@ def test_tampered_or_missing_models_are_refused(tmp_path, held_out, capsys, monk
     monkeypatch.setenv("DEEPLIVER_MODELS", str(tmp_path / "nowhere"))
     assert segment(folder / "ct.nii.gz", "-o", tmp_path / "out") == 1
     assert "model folder not found" in capsys.readouterr().err
+
+
+def test_the_fine_liver_model_redraws_only_the_liver_edge(tmp_path, held_out):
+    """The bundled fine liver model moves the liver label only near the coarse liver's
+    surface, towards the truth, and leaves the tumors, and where they are looked for, as they
+    were."""
+    from scipy import ndimage
+
+    from deepliver.inference.cascade import LIVER_EDGE_MM, load_cascade
+    from deepliver.inference.cascade import segment as run_cascade
+
+    _, phantom = held_out
+    without = tmp_path / "models"
+    shutil.copytree(bundled_models_dir(), without)
+    shutil.rmtree(without / "liver-fine-unet2d")
+    fine = run_cascade(phantom.ct, load_cascade("unet2d", "cpu"))
+    coarse = run_cascade(phantom.ct, load_cascade("unet2d", "cpu", root=without))
+    assert "liver_edge" in fine.timings and "liver_edge" not in coarse.timings
+    assert np.array_equal(fine.labels.array == 2, coarse.labels.array == 2)
+    # Tumors (the tumor stage and the detectors) are looked for in the coarse liver either way.
+    assert np.array_equal(fine.tumor_search, coarse.labels.array > 0)
+    assert np.array_equal(coarse.tumor_search, coarse.labels.array > 0)
+    liver, coarse_liver = fine.labels.array > 0, coarse.labels.array > 0
+    changed = liver != coarse_liver
+    assert changed.any()
+    spacing = phantom.ct.spacing[::-1]
+    to_surface = np.where(
+        coarse_liver,
+        ndimage.distance_transform_edt(coarse_liver, sampling=spacing),
+        ndimage.distance_transform_edt(~coarse_liver, sampling=spacing),
+    )
+    assert to_surface[changed].max() <= LIVER_EDGE_MM + spacing.max()
+    truth = phantom.labels.array > 0
+    assert dice(liver, truth) > dice(coarse_liver, truth)

@@ -57,6 +57,7 @@ def test_model_families_come_from_the_liver_cards():
         _card("tumor-unet3d", "tumor", "unet3d"),
         _card("liver-unet2d", "liver"),  # the same family twice: offered once
         _card("experimental", "liver"),  # not a liver-<family> name: not a --model choice
+        _card("liver-fine-unet2d", "liver-fine"),  # a stage of the unet2d family, not a family
     ]
     assert inference.model_families(cards) == ["unet2d", "unet3d"]
     assert inference.model_families([]) == []

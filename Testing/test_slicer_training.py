@@ -91,7 +91,8 @@ def test_the_presets_differ_in_length_and_device():
 
 
 def test_stages_follow_the_architecture():
-    assert training.stages_for("unet2d") == training.stages_for("unet3d") == ("liver", "tumor")
+    assert training.stages_for("unet2d") == ("liver", "liver-fine", "tumor")
+    assert training.stages_for("unet3d") == ("liver", "tumor")
     assert training.stages_for("fasterrcnn") == training.stages_for("yolo") == ("detection",)
     with pytest.raises(DeepLiverError, match="unknown architecture"):
         training.stages_for("resnet")

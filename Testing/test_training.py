@@ -250,6 +250,32 @@ def test_tumor_patches_see_the_liver_gate_moved_as_a_predicted_liver_moves_it(tm
     assert rim_blanked > 10 and tumor_dropped > 5
 
 
+def test_the_fine_liver_stage_learns_the_whole_liver_in_its_box_unblanked():
+    """The fine liver stage redraws the liver's edge, so it must see the tissue beyond it:
+    the same box as the tumor stage, not blanked, with the liver (tumors included) as target."""
+    from deepliver.training import data as training_data
+    from deepliver.volume import Grid, Volume
+
+    grid = Grid((12, 60, 100), spacing=(1.0, 1.0, 2.5))
+    labels = np.zeros(grid.shape, np.uint8)
+    labels[2:10, 20:40, 30:60] = 1
+    labels[4:8, 25:35, 40:50] = 2
+    ct = Volume(np.select([labels == 2, labels == 1], [20.0, 60.0], 100.0).astype(np.float32), grid)
+    arrays = {
+        stage: training_data.prepare_arrays(
+            ct, Volume(labels, grid), stage, (1.0, 1.0, 2.5), (-100.0, 250.0)
+        )
+        for stage in ("liver-fine", "tumor")
+    }
+    fine, tumor = arrays["liver-fine"], arrays["tumor"]
+    assert fine["image"].shape == tumor["image"].shape  # the liver's box
+    assert fine["image"].size < labels.size
+    assert np.array_equal(fine["image"], tumor["ungated"])  # nothing blanked
+    assert (tumor["image"] == 0).any() and (fine["image"] > 0).all()
+    assert fine["target"].sum() == (labels > 0).sum() > tumor["target"].sum() > 0
+    assert set(fine) == {"image", "target"}
+
+
 def test_batches_travel_as_bytes_and_become_numbers_on_the_device(tmp_path):
     """A drawn batch is uint8 (a quarter of float32 to copy to a GPU, an eighth of int64);
     ``as_numbers`` makes the image 0..1 and the target int64 with the same values."""
@@ -304,6 +330,7 @@ def test_the_moved_gate_is_the_knots_linearly_interpolated(shape):
     "arch, stage, extra",
     [
         ("unet2d", "tumor", ["--channels", "4", "8", "--patch", "32", "32", "1"]),
+        ("unet2d", "liver-fine", ["--channels", "4", "8", "--patch", "32", "32", "1"]),
         ("unet3d", "liver", ["--channels", "4", "8", "--patch", "16", "16", "8"]),
         ("unet3d", "tumor", ["--channels", "4", "8", "--patch", "16", "16", "8"]),
         ("fasterrcnn", "detection", ["--channels", "4", "8", "8", "8", "--patch", "64", "64", "1"]),

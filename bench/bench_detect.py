@@ -3,14 +3,15 @@ AP at IoU 0.5, and detection time on a 512 x 512 x 200 series.
 
     python bench/bench_detect.py [--cases 20] [--size 256 256 96] [--skip-speed]
 
-Phantoms with seeds 0..N-1 (never used in training). The liver comes from the bundled unet2d
-cascade (as in `deepliver segment --detector`). Lesions are reported at each card's operating
-point (``lesion_score``, chosen on validation phantoms, after training or by `deepliver models
-operating-point`, as the lowest score with at most one false positive per scan). A true lesion
-is found when a 3D box overlaps its box with IoU >= 0.3 (one to one); a box that finds no
-lesion of any size is a false positive. Recall is over lesions >= 10 mm (longest axial
-diameter), and per band of that diameter. Per-slice AP: every slice with a lesion and every
-third other slice of the true liver crop, on the detector's grid.
+Phantoms with seeds 0..N-1 (never used in training). The detectors look where the bundled unet2d
+cascade looked for tumors (its coarse liver and tumors, as in `deepliver segment --detector`).
+Lesions are reported at each card's operating point (``lesion_score``, chosen on validation
+phantoms, after training or by `deepliver models operating-point`, as the lowest score with at
+most one false positive per scan). A true lesion is found when a 3D box overlaps its box with
+IoU >= 0.3 (one to one); a box that finds no lesion of any size is a false positive. Recall is
+over lesions >= 10 mm (longest axial diameter), and per band of that diameter. Per-slice AP:
+every slice with a lesion and every third other slice of the true liver crop, on the detector's
+grid.
 
 Reference rows, same scans and matching: the boxes of the lesions the segmentation cascade
 (``tumor-unet2d``) writes into its lesion table, every one of them; and those whose
@@ -64,9 +65,8 @@ def accuracy(detectors: dict, cases: int, size, device: str) -> tuple[dict, dict
         phantom = make_phantom(PhantomSpec(seed=seed, size=tuple(size)))
         result = segment(phantom.ct, cascade)
         labels = result.labels
-        liver = labels.array > 0
         for name, (network, card) in detectors.items():
-            scan = scan_case(phantom.ct, phantom.labels, liver, network, card, device)
+            scan = scan_case(phantom.ct, phantom.labels, result.tumor_search, network, card, device)
             scans[name].append((scan, reporting_score(card)))
             found, big, false_positives = tally([scan], reporting_score(card))
             print(

@@ -213,8 +213,8 @@ def main() -> None:
     scores = accuracy(args.cases, tuple(args.size))
     real = real_ct()
     print(f"models: {', '.join(scores['models'])}")
-    print(f"liver Dice (mean)        {scores['liver_dice']:.3f}   target >= {TARGETS['liver']}")
-    print(f"tumor Dice (mean)        {scores['tumor_dice']:.3f}   target >= {TARGETS['tumor']}")
+    print(f"liver Dice (mean)        {scores['liver_dice']:.4f}   target >= {TARGETS['liver']}")
+    print(f"tumor Dice (mean)        {scores['tumor_dice']:.4f}   target >= {TARGETS['tumor']}")
     by_phase = sorted(scores["tumor_dice_by_phase"].items())
     print("  by contrast phase: " + ", ".join(f"{p} {d:.3f} ({n})" for p, (d, n) in by_phase))
     print(

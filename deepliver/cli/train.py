@@ -22,7 +22,10 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--arch", choices=ARCHITECTURES, required=True)
     parser.add_argument(
-        "--stage", choices=STAGES, required=True, help="liver or tumor (U-Nets), detection"
+        "--stage",
+        choices=STAGES,
+        required=True,
+        help="liver, liver-fine (the liver's edge, in its box) or tumor (U-Nets), detection",
     )
     parser.add_argument("--data", required=True, help="phantom:N")
     parser.add_argument("-o", "--output", type=Path, required=True, help="run folder")

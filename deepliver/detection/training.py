@@ -133,13 +133,15 @@ class DetectionTask:
 
 
 def liver_finder(device):
-    """(CT -> liver mask, its models' names): the registered unet2d cascade's labels, liver and
-    tumors, which is the mask `deepliver segment --detector` hands the detector."""
+    """(CT -> liver mask, its models' names): where the registered unet2d cascade looked for
+    tumors (its coarse liver and the tumors), the mask `deepliver segment --detector` hands the
+    detector."""
     from deepliver.inference.cascade import load_cascade, segment
 
     models = load_cascade("unet2d", str(device))
-    names = " + ".join(f"{card.name} {card.version}" for card in models.cards)
-    return (lambda ct: segment(ct, models).labels.array > 0), names
+    cards = [card for _, card in filter(None, (models.liver, models.tumor))]
+    names = " + ".join(f"{card.name} {card.version}" for card in cards)
+    return (lambda ct: segment(ct, models).tumor_search), names
 
 
 def detect(network, card: ModelCard, images: np.ndarray, device="cpu"):

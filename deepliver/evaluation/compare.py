@@ -25,7 +25,7 @@ def model_size_mb(family: str) -> float:
     from deepliver.models.card import find_model
 
     total = 0
-    for stage in ("liver", "tumor"):
+    for stage in ("liver", "liver-fine", "tumor"):
         try:
             folder = find_model(f"{stage}-{family}")
         except DeepLiverError:
@@ -71,10 +71,10 @@ def compare(
         results = {}
         for family, cascade in loaded.items():
             start = time.perf_counter()
-            results[family] = segment(ct, cascade).labels
+            results[family] = segment(ct, cascade)
             if family in seconds:
                 seconds[family] += time.perf_counter() - start
-                _score(evaluation, family, case.name, results[family], truth, ct)
+                _score(evaluation, family, case.name, results[family].labels, truth, ct)
         for name, (network, card) in detectors.items():
             seconds[name] += _score_detector(
                 evaluation,
@@ -105,18 +105,18 @@ def _score(evaluation: Evaluation, model: str, case: str, labels, truth, ct) -> 
     evaluation.snapshots.append(picture)
 
 
-def _score_detector(evaluation, name, case, model, cascade_labels, truth, ct, device) -> float:
-    """Detect in the cascade's liver; score the boxes, then the mask they imply. Returns the
-    detector's seconds (the liver's time is the cascade's)."""
+def _score_detector(evaluation, name, case, model, cascade, truth, ct, device) -> float:
+    """Detect where the cascade looked for tumors; score the boxes, then the mask they imply
+    with the cascade's liver. Returns the detector's seconds (the liver's time is the
+    cascade's)."""
     from deepliver.detection.detect import detect_lesions
 
     network, card = model
-    liver = cascade_labels.array > 0
     start = time.perf_counter()
-    detections = detect_lesions(ct, liver, network, card, device)
+    detections = detect_lesions(ct, cascade.tumor_search, network, card, device)
     seconds = time.perf_counter() - start
     evaluation.box_rows += box_rows(name, case, detections, truth, ct)
-    labels = liver.astype(np.uint8)
-    labels[box_mask(detections, ct.grid, liver)] = 2
+    labels = (cascade.labels.array > 0).astype(np.uint8)
+    labels[box_mask(detections, ct.grid, cascade.tumor_search)] = 2
     _score(evaluation, name + BOX_MASK_SUFFIX, case, ct.with_array(labels), truth, ct)
     return seconds

@@ -1,11 +1,13 @@
 """The liver-then-tumor cascade: the whole volume at coarse resolution finds the liver, the
 liver's box at fine resolution finds the tumors, and both land on the input's exact grid.
 
-Liver model -> largest component, closing, hole filling -> liver box plus a margin -> tumor
-model in the box (and on its mirror image: :func:`deepliver.models.predict.predict_probability`),
-on the CT blanked beyond 5 mm of the liver -> tumors kept inside the liver,
-specks removed -> labels 0/1/2 on the input grid. A run without a tumor model stops after the
-liver; a run that finds no liver returns empty labels and says so.
+Liver model -> largest component, closing, hole filling -> (the liver label's edge drawn again
+at fine resolution near the coarse edge, where a ``liver-fine-<family>`` model is bundled:
+:func:`fine_liver`) -> the coarse liver's box plus a margin -> tumor model in the box (and on
+its mirror image: :func:`deepliver.models.predict.predict_probability`), on the CT blanked
+beyond 5 mm of the coarse liver -> tumors kept inside the liver, specks removed -> labels
+0/1/2 on the input grid. A run without a tumor model stops after the liver; a run that finds
+no liver returns empty labels and says so.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from deepliver.annotation.structures import LIVER, TUMOR
-from deepliver.inference.postprocess import clean_liver, clean_tumors, liver_box, liver_only
+from deepliver.inference.postprocess import (
+    clean_liver,
+    clean_tumors,
+    edge_from,
+    liver_box,
+    liver_only,
+)
 from deepliver.models.card import ModelCard, find_model, load_model
 from deepliver.models.predict import mask_of, predict_mask, probability_on_grid
 from deepliver.progress import Progress
@@ -25,6 +33,8 @@ from deepliver.volume import Volume
 
 # Tumors touch the capsule: the tumor stage sees a margin of tissue around the liver.
 LIVER_MARGIN_MM = 10.0
+# The fine liver model decides this close to the coarse liver's surface, on either side.
+LIVER_EDGE_MM = 3.0
 
 
 @dataclass(frozen=True)
@@ -34,10 +44,12 @@ class CascadeModels:
     liver: tuple[object, ModelCard]
     tumor: tuple[object, ModelCard] | None = None
     device: str = "cpu"
+    liver_fine: tuple[object, ModelCard] | None = None
 
     @property
     def cards(self) -> list[ModelCard]:
-        return [card for _, card in filter(None, (self.liver, self.tumor))]
+        stages = (self.liver, self.liver_fine, self.tumor)
+        return [card for _, card in filter(None, stages)]
 
 
 @dataclass
@@ -48,6 +60,9 @@ class CascadeResult:
     # The tumor stage's P(tumor) as uint8 (0..255) on the input grid, 0 beyond the liver's box;
     # None when no tumor stage ran. Each lesion's mean of it is the lesion table's confidence.
     tumor_probability: Volume | None = None
+    # Where tumors were looked for (bool, input grid): the coarse liver, with the tumors found.
+    # The detectors look there too: their operating points were chosen there.
+    tumor_search: np.ndarray | None = None
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -64,18 +79,24 @@ def resolve_device(device: str = "auto") -> str:
 
 
 def load_cascade(family: str = "unet2d", device: str = "auto", root: Path | None = None):
-    """The bundled ``liver-<family>`` model and, when bundled, ``tumor-<family>``."""
-    from deepliver.errors import DeepLiverError
-
+    """The bundled ``liver-<family>`` model and, when bundled, ``liver-fine-<family>`` and
+    ``tumor-<family>``."""
     device = resolve_device(device)
     liver = load_model(find_model(f"liver-{family}", root), device)
+    tumor = _bundled(f"tumor-{family}", root, device)
+    return CascadeModels(liver, tumor, device, _bundled(f"liver-fine-{family}", root, device))
+
+
+def _bundled(name: str, root: Path | None, device: str):
+    """(network, card) of a model the cascade can do without, or None where it is not bundled
+    (a bundled model that fails its checks still raises)."""
+    from deepliver.errors import DeepLiverError
+
     try:
-        tumor_folder = find_model(f"tumor-{family}", root)
+        folder = find_model(name, root)
     except DeepLiverError:
-        tumor = None
-    else:
-        tumor = load_model(tumor_folder, device)
-    return CascadeModels(liver, tumor, device)
+        return None
+    return load_model(folder, device)
 
 
 def segment(ct: Volume, models: CascadeModels, progress: Progress | None = None) -> CascadeResult:
@@ -96,10 +117,17 @@ def segment(ct: Volume, models: CascadeModels, progress: Progress | None = None)
     del raw_liver
     timings["liver_postprocess"] = time.perf_counter() - start
     if not liver.any():
-        return CascadeResult(ct.with_array(labels), timings, ["no liver found"])
-    labels[liver] = LIVER.label
+        return CascadeResult(ct.with_array(labels), timings, ["no liver found"], None, liver)
+    if models.liver_fine is not None:
+        report("the liver's edge", 0.5)
+        start = time.perf_counter()
+        labels[fine_liver(ct, liver, models.liver_fine, models.device)] = LIVER.label
+        timings["liver_edge"] = time.perf_counter() - start
+    else:
+        labels[liver] = LIVER.label
     if models.tumor is None:
-        return CascadeResult(ct.with_array(labels), timings, ["no tumor model: liver only"])
+        notes = ["no tumor model: liver only"]
+        return CascadeResult(ct.with_array(labels), timings, notes, None, liver)
 
     report("tumor model", 0.55)
     start = time.perf_counter()
@@ -118,9 +146,24 @@ def segment(ct: Volume, models: CascadeModels, progress: Progress | None = None)
     tumor = clean_tumors(tumor, liver, ct.grid)
     labels[tumor] = TUMOR.label
     timings["tumor_postprocess"] = time.perf_counter() - start
-    return CascadeResult(
-        ct.with_array(labels), timings, tumor_probability=ct.with_array(probability)
-    )
+    probability_volume = ct.with_array(probability)
+    return CascadeResult(ct.with_array(labels), timings, [], probability_volume, liver | tumor)
+
+
+def fine_liver(ct: Volume, liver: np.ndarray, model, device: str) -> np.ndarray:
+    """The coarse liver with its edge drawn again by the fine liver model in the liver's box:
+    the coarse model's errors are mostly one of its 3 mm voxels at the surface.
+
+    Only the liver label takes it. The tumor stage keeps the coarse liver's gate and box, and
+    its tumors stay labelled where the fine edge leaves them out: a first fine model cut off
+    hypodense lesions on the capsule, and when the tumor stage followed it, held-out lesions
+    found fell from 0.895 to 0.842."""
+    box = liver_box(liver, ct.grid, LIVER_MARGIN_MM)
+    network, card = model
+    fine = mask_of(probability_on_grid(network, card, ct.crop(box), device)).array
+    redrawn = liver.copy()
+    redrawn[box.slices] = edge_from(liver[box.slices], fine.astype(bool), ct.grid, LIVER_EDGE_MM)
+    return clean_liver(redrawn, ct.grid)
 
 
 @dataclass
@@ -165,7 +208,7 @@ def segment_and_write(
         report("lesion boxes", 0.8)
         start = time.perf_counter()
         network, card = boxes_model
-        detections = detect_lesions(ct, result.labels.array > 0, network, card, models.device)
+        detections = detect_lesions(ct, result.tumor_search, network, card, models.device)
         timings["detector"] = time.perf_counter() - start
     report("writing the results", 0.85)
     paths = write_outputs(

@@ -127,6 +127,24 @@ def fill_holes(
     return result
 
 
+def edge_from(
+    coarse: np.ndarray,
+    fine: np.ndarray,
+    spacing_zyx_or_grid: Grid | tuple[float, float, float],
+    band_mm: float,
+) -> np.ndarray:
+    """``fine`` within ``band_mm`` of the ``coarse`` mask's surface (on either side),
+    ``coarse`` farther away: a fine model trusted with the edge, not with what lies far
+    inside or outside it (bool, the masks' shape)."""
+    coarse = np.asarray(coarse, dtype=bool)
+    fine = np.asarray(fine, dtype=bool)
+    if coarse.shape != fine.shape:
+        raise ValueError(f"coarse mask {coarse.shape} and fine mask {fine.shape} differ in shape")
+    spacing = spacing_zyx(spacing_zyx_or_grid)
+    near = _within_mm(coarse, spacing, band_mm) & _within_mm(~coarse, spacing, band_mm)
+    return np.where(near, fine, coarse)
+
+
 def clean_liver(
     mask: np.ndarray,
     spacing_zyx_or_grid: Grid | tuple[float, float, float],

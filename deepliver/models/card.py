@@ -22,7 +22,7 @@ from deepliver.io.checksum import file_sha256
 CARD_FILE = "model.json"
 WEIGHTS_FILE = "weights.pt"
 CARD_FORMAT = 1
-STAGES = ("liver", "tumor", "detection")
+STAGES = ("liver", "liver-fine", "tumor", "detection")
 SEGMENTATION_ARCHITECTURES = ("unet2d", "unet3d")
 DETECTION_ARCHITECTURES = ("fasterrcnn", "yolo")
 ARCHITECTURES = SEGMENTATION_ARCHITECTURES + DETECTION_ARCHITECTURES
@@ -35,7 +35,9 @@ class ModelCard:
 
     name: str
     version: str
-    stage: str  # "liver" | "tumor" (segmentation) | "detection" (tumor boxes per slice)
+    # "liver" (whole volume), "liver-fine" (the liver's edge in its box), "tumor"
+    # (segmentation), "detection" (tumor boxes per slice)
+    stage: str
     # "unet2d" (2.5D: adjacent axial slices as channels) | "unet3d" | "fasterrcnn" | "yolo"
     # (detectors: 2.5D slices too; channels are the backbone's stage widths)
     architecture: str

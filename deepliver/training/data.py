@@ -40,6 +40,8 @@ EVAL_SEEDS = range(0, 100)
 VALIDATION_SEEDS = range(100, 200)
 TRAIN_SEED_START = 1000
 TUMOR_CROP_MARGIN_MM = 15.0
+BOX_STAGES = ("liver-fine", "tumor", "detection")  # cached as the liver's box, not the volume
+LIVER_STAGES = ("liver", "liver-fine")  # whose target is the liver (tumor included)
 # 2: tumor cases blanked beyond the liver (postprocess.liver_only); 3: tumor cases also keep the
 # image before that gate and the distance to the liver
 CACHE_VERSION = 3
@@ -165,18 +167,20 @@ def prepare_case(seed: int, stage: str, spacing, window, size=None) -> dict[str,
 
 def prepare_arrays(ct, labels, stage: str, spacing, window) -> dict[str, np.ndarray]:
     """uint8 arrays on the model grid: "image" and "target"; the whole volume for the liver
-    stage, the liver's box blanked beyond the liver for the tumor stage and the detectors; the
-    tumor stage also gets "ungated" (the box before blanking) and "liver_distance"."""
+    stage, the liver's box for the fine liver stage, the liver's box blanked beyond the liver
+    for the tumor stage and the detectors; the tumor stage also gets "ungated" (the box before
+    blanking) and "liver_distance"."""
     ungated = ct
-    if stage in ("tumor", "detection"):  # both work in the liver's box
+    if stage in BOX_STAGES:
         margin = TUMOR_CROP_MARGIN_MM / ct.spacing[::-1]
         box = Box.around(labels.array > 0, margin)
         if box is not None:
             ungated, labels = ct.crop(box), labels.crop(box)
-        ct = liver_only(ungated, labels.array > 0)
+        # The fine liver stage must see where the liver ends: it is not blanked.
+        ct = ungated if stage == "liver-fine" else liver_only(ungated, labels.array > 0)
     image = ct.resampled_to_spacing(spacing)
     label = labels.resampled_onto(image.grid, label=True).array
-    target = (label > 0) if stage == "liver" else (label == 2)
+    target = (label > 0) if stage in LIVER_STAGES else (label == 2)
     arrays = {"image": normalise_uint8(image.array, window), "target": target.astype(np.uint8)}
     if stage == "tumor":
         arrays["ungated"] = normalise_uint8(ungated.resampled_onto(image.grid).array, window)

@@ -66,6 +66,8 @@ PRESETS = {
         batch=2,
     ),
 }
+# The liver's edge in its box: the tumor stage's 2.5D network and window, on a 1.5 mm grid.
+PRESETS[("liver-fine", "unet2d")] = dict(PRESETS[("tumor", "unet2d")], spacing=(1.5, 1.5, 2.5))
 for _arch in ("fasterrcnn", "yolo"):
     PRESETS[("detection", _arch)] = dict(
         spacing=(1.5, 1.5, 2.5),
@@ -75,7 +77,7 @@ for _arch in ("fasterrcnn", "yolo"):
         slices=3,
         batch=8,
     )
-FOREGROUND_FRACTION = {"liver": 0.6, "tumor": 0.7}
+FOREGROUND_FRACTION = {"liver": 0.6, "liver-fine": 0.5, "tumor": 0.7}
 
 
 class SegmentationTask:
@@ -143,7 +145,7 @@ class TrainConfig:
         if (self.stage, self.arch) not in PRESETS:
             raise DeepLiverError(
                 f"--arch {self.arch} does not fit --stage {self.stage} (detectors: --stage "
-                "detection; U-Nets: --stage liver or tumor)"
+                "detection; U-Nets: --stage liver, liver-fine or tumor; liver-fine: unet2d)"
             )
         preset = dict(PRESETS[(self.stage, self.arch)])
         if self.batch:
@@ -214,7 +216,7 @@ class TrainConfig:
 def initial_card(config: TrainConfig) -> ModelCard:
     preset = config.resolved()
     depth = len(preset["channels"])
-    target = "liver" if config.stage == "liver" else "tumor"
+    target = "liver" if config.stage in data.LIVER_STAGES else "tumor"
     kind = "detection" if config.stage == "detection" else "segmentation"
     return ModelCard(
         name=config.name or f"{config.stage}-{config.arch}",
