@@ -139,8 +139,7 @@ def liver_finder(device):
     from deepliver.inference.cascade import load_cascade, segment
 
     models = load_cascade("unet2d", str(device))
-    cards = [card for _, card in filter(None, (models.liver, models.tumor))]
-    names = " + ".join(f"{card.name} {card.version}" for card in cards)
+    names = " + ".join(f"{card.name} {card.version}" for card in models.tumor_search_cards)
     return (lambda ct: segment(ct, models).tumor_search), names
 
 
