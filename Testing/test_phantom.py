@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import SimpleITK as sitk
 from deepliver.errors import DeepLiverError
 from deepliver.phantom import PhantomSpec, make_phantom
 from deepliver.phantom.tissues import FIRST_TUMOR_ID, Tissue, hu_range
+from deepliver.phantom.visibility import VISIBLE_CONTRAST_HU, visible_tumor
 
 SMALL = (96, 96, 48)
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
@@ -213,3 +215,19 @@ def test_phantom_liver_statistics_match_a_real_portal_phase_liver(portal):
     assert 80 <= real_median <= 110  # the reference itself: portal-venous liver (measured 93 HU)
     assert abs(median - real_median) <= 35
     assert 0.4 * real_spread <= spread <= 3 * real_spread
+
+
+def test_visible_tumor_leaves_out_tissue_drawn_within_a_few_hu_of_the_liver():
+    phantom = make_phantom(PhantomSpec(seed=3, size=SMALL, tumor_diameter_mm=(20, 40)))
+    tumor = phantom.labels.array == 2
+    visible = visible_tumor(phantom)
+    hidden = tumor & ~visible
+    assert visible.any() and hidden.any()
+    assert not (visible & ~tumor).any()
+    ct = phantom.ct.array.astype(np.float32)
+    liver_hu = np.median(ct[phantom.tissue.array == Tissue.LIVER])
+    assert abs(np.median(ct[hidden]) - liver_hu) < VISIBLE_CONTRAST_HU  # as the image shows it
+    assert abs(np.median(ct[visible]) - liver_hu) > 2 * VISIBLE_CONTRAST_HU
+    assert np.array_equal(visible_tumor(phantom, min_contrast_hu=0.0), tumor)
+    with pytest.raises(ValueError, match="tissue map and palette"):
+        visible_tumor(dataclasses.replace(phantom, palette=None))

@@ -25,6 +25,7 @@ class Phantom:
     phase: str
     spec: PhantomSpec
     tissue: Volume | None = None  # uint8 tissue ids (tissues.Tissue) on the same grid
+    palette: np.ndarray | None = None  # HU drawn for each tissue id, before noise and blur
 
 
 def make_phantom(spec: PhantomSpec | None = None) -> Phantom:
@@ -55,7 +56,9 @@ def make_phantom(spec: PhantomSpec | None = None) -> Phantom:
     hu = to_hu(tissue, palette, grid.spacing, blur_mm, noise_std, rng)
     ct = _to_int16(hu, grid, int(rng.choice(PADDING_VALUES)))
     del hu
-    return Phantom(Volume(ct, grid), Volume(label, grid), tumors, phase, spec, Volume(tissue, grid))
+    return Phantom(
+        Volume(ct, grid), Volume(label, grid), tumors, phase, spec, Volume(tissue, grid), palette
+    )
 
 
 def _to_int16(hu: np.ndarray, grid, padding: int) -> np.ndarray:
