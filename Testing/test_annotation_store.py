@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import jsonschema
@@ -335,6 +336,31 @@ def test_an_interrupted_save_leaves_the_previous_revision_intact(tmp_path, serie
     assert masks_equal(store.load(store.latest(uid)), series.segmentation)
     again = store.save(series.identity, series.grid, series.segmentation, reader="A")
     assert again.number == 2
+
+
+def test_a_killed_saves_old_temporary_files_go_with_the_next_save(tmp_path, series):
+    store = AnnotationStore(tmp_path)
+    first = store.save(series.identity, series.grid, series.segmentation, reader="A")
+    revisions = first.sidecar.parent
+    # What a save killed in mid-write leaves, named as the store names its temporary files.
+    old = store_module._temporary(revisions, "0002", ".seg.nrrd")
+    old_record = store_module._temporary(revisions.parent, "series", ".json")
+    young = store_module._temporary(revisions, "0003", ".seg.nrrd")  # another save, in progress
+    for path in (old, old_record, young):
+        path.write_bytes(b"half a file")
+    hours_ago = time.time() - 2 * store_module.STALE_TEMPORARY_S
+    for path in (old, old_record):
+        os.utime(path, (hours_ago, hours_ago))
+    kept = revisions / "notes.txt"  # not ours: never touched
+    kept.write_text("reader's notes")
+    os.utime(kept, (hours_ago, hours_ago))
+
+    second = store.save(series.identity, series.grid, series.segmentation, reader="A")
+
+    assert not old.exists() and not old_record.exists()
+    assert young.read_bytes() == b"half a file" and kept.read_text() == "reader's notes"
+    assert [r.number for r in store.revisions(series.identity.series_uid)] == [1, second.number]
+    assert masks_equal(store.load(first), series.segmentation)
 
 
 @contextlib.contextmanager

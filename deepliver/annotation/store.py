@@ -14,7 +14,9 @@ How a save stays safe:
    ``NNNN.seg.nrrd``;
 3. the sidecar is written last, the same way, onto ``NNNN.json``. A revision exists only once
    its sidecar does; a save that fails at any step removes what it wrote and leaves every
-   earlier revision as it was.
+   earlier revision as it was. A save that was killed leaves hidden temporary files; the next
+   save into that series removes those an hour old or more (a younger one may belong to
+   another reader's save in progress).
 
 Reading never trusts a file blindly: each sidecar is checked against the JSON Schema, the
 label file against the sha256 in its sidecar, and its grid against the series grid. A broken
@@ -56,6 +58,7 @@ from deepliver.annotation.record import (
 )
 from deepliver.annotation.segmentation import Segmentation
 from deepliver.errors import DeepLiverError
+from deepliver.io.atomic import remove_leftovers
 from deepliver.io.checksum import file_sha256
 from deepliver.io.seg_nrrd import read_seg_nrrd, write_seg_nrrd
 from deepliver.io.series_identity import SeriesIdentity, series_fingerprint
@@ -64,6 +67,7 @@ from deepliver.volume import Grid, GridMismatchError
 NOT_STARTED = "not started"
 SERIES_FILE = "series.json"
 REVISIONS_FOLDER = "revisions"
+STALE_TEMPORARY_S = 3600.0  # a killed save's temporary file; a save takes seconds
 READER_MAX_LENGTH = 256
 # Done series: next_series() passes over them.
 DONE = ("complete", "approved")
@@ -216,6 +220,8 @@ class AnnotationStore:
             self._put_series_record(folder, record)
             revisions = folder / REVISIONS_FOLDER
             revisions.mkdir(exist_ok=True)
+            for place in (folder, revisions):
+                remove_leftovers(place, STALE_TEMPORARY_S)
             number, seg_path = self._reserve(revisions)
         sidecar = seg_path.with_name(f"{revision_stem(number)}.json")
         temporaries: list[Path] = []

@@ -6,8 +6,10 @@ file system (atomic on POSIX and Windows) and a crash leaves at most a hidden ``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,9 +40,14 @@ def write_atomically(path: Path, write: Callable[[Path], object], suffix: str = 
     return path
 
 
-def remove_leftovers(folder: Path) -> None:
+def remove_leftovers(folder: Path, older_than_s: float = 0.0) -> None:
     """Delete the temporary files that writers killed in mid-write left in ``folder`` (not in
-    its subfolders). The files they were to replace are whole: ``os.replace`` never ran."""
+    its subfolders). The files they were to replace are whole: ``os.replace`` never ran.
+
+    Where other processes write into the same folder (a shared annotation store), only files
+    last written ``older_than_s`` ago or more go: a younger one may be a save on its way."""
+    cutoff = time.time() - older_than_s
     for stale in Path(folder).glob(f".*{PARTIAL}*"):
-        if stale.is_file():
-            stale.unlink()
+        with contextlib.suppress(FileNotFoundError):  # another process removed it first
+            if stale.is_file() and stale.stat().st_mtime <= cutoff:
+                stale.unlink()
