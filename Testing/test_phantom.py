@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+import deepliver.phantom.shadow as shadow_module
 from deepliver.errors import DeepLiverError
 from deepliver.phantom import PhantomSpec, make_phantom
 from deepliver.phantom.tissues import FIRST_TUMOR_ID, Tissue, hu_range
@@ -231,3 +232,28 @@ def test_visible_tumor_leaves_out_tissue_drawn_within_a_few_hu_of_the_liver():
     assert np.array_equal(visible_tumor(phantom, min_contrast_hu=0.0), tumor)
     with pytest.raises(ValueError, match="tissue map and palette"):
         visible_tumor(dataclasses.replace(phantom, palette=None))
+
+
+def test_a_band_from_the_arms_darkens_the_body_and_leaves_the_labels(monkeypatch):
+    spec = PhantomSpec(seed=0, size=SMALL, orientation="axial")
+    banded = make_phantom(spec)
+    assert banded.shadow is not None  # seed 0 draws one
+    monkeypatch.setattr(shadow_module, "SHADOW_PROBABILITY", 0.0)
+    plain = make_phantom(spec)
+    assert plain.shadow is None
+    assert np.array_equal(banded.labels.array, plain.labels.array)
+    assert np.array_equal(banded.tissue.array, plain.tissue.array)
+
+    darker = plain.ct.array.astype(np.float32) - banded.ct.array.astype(np.float32)
+    air = banded.tissue.array == Tissue.AIR
+    assert np.all(darker[air] == 0)
+    # The band runs across the body: one depth per row (anterior-posterior), whatever x and z.
+    body = ~air & (plain.ct.array > -900) & (plain.ct.array < 3000)  # not clipped
+    rows = [darker[:, j][body[:, j]] for j in range(darker.shape[1]) if body[:, j].sum() > 50]
+    assert max(np.ptp(row) for row in rows) <= 1.0  # rounding to whole HU
+    per_row = np.array([row.mean() for row in rows])
+    assert abs(per_row.max() - banded.shadow.depth_hu) <= 1.0
+    assert per_row.min() < 1.0  # in front of (or behind) the band: untouched
+    width_mm = (per_row > banded.shadow.depth_hu / 2).sum() * banded.ct.spacing[1]
+    drawn_mm = banded.shadow.back_mm - banded.shadow.front_mm
+    assert abs(width_mm - drawn_mm) <= 3 * banded.ct.spacing[1]

@@ -60,6 +60,7 @@ def _record(phantom, identity: SeriesIdentity) -> dict:
         "liver_ml": round(float(counts[1] + counts[2]) * voxel_ml, 1),
         "tumor_ml": round(float(counts[2]) * voxel_ml, 1),
         "tumors": [_plain(asdict(t)) for t in phantom.tumors],
+        "shadow": asdict(phantom.shadow) if phantom.shadow else None,
         "series": identity.to_dict(),
     }
 

@@ -9,6 +9,7 @@ import numpy as np
 from deepliver.phantom.anatomy import random_anatomy
 from deepliver.phantom.geometry import choose_grid
 from deepliver.phantom.render import paint_parts, scan_circle_mask, to_hu
+from deepliver.phantom.shadow import Shadow, cast_shadow
 from deepliver.phantom.spec import PhantomSpec
 from deepliver.phantom.tissues import PHASES, sample_palette
 from deepliver.phantom.tumors import Tumor, place_tumors, tumor_parts
@@ -26,6 +27,7 @@ class Phantom:
     spec: PhantomSpec
     tissue: Volume | None = None  # uint8 tissue ids (tissues.Tissue) on the same grid
     palette: np.ndarray | None = None  # HU drawn for each tissue id, before noise and blur
+    shadow: Shadow | None = None  # a darker band from the arms (shadow.py), when drawn
 
 
 def make_phantom(spec: PhantomSpec | None = None) -> Phantom:
@@ -54,10 +56,20 @@ def make_phantom(spec: PhantomSpec | None = None) -> Phantom:
     noise_std = float(np.clip(rng.uniform(8, 24) + 8 * size, 8, 30))
     blur_mm = (rng.uniform(0.4, 0.8),) * 2 + (0.4 * grid.spacing[2],)
     hu = to_hu(tissue, palette, grid.spacing, blur_mm, noise_std, rng)
+    shadow = Shadow.drawn(spec.seed, anatomy.body)
+    if shadow is not None:
+        cast_shadow(hu, tissue, grid, offset, shadow)
     ct = _to_int16(hu, grid, int(rng.choice(PADDING_VALUES)))
     del hu
     return Phantom(
-        Volume(ct, grid), Volume(label, grid), tumors, phase, spec, Volume(tissue, grid), palette
+        Volume(ct, grid),
+        Volume(label, grid),
+        tumors,
+        phase,
+        spec,
+        Volume(tissue, grid),
+        palette,
+        shadow,
     )
 
 
