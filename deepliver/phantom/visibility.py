@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepliver.annotation.structures import TUMOR
 from deepliver.phantom.generate import Phantom
 from deepliver.phantom.tissues import Tissue
 
 VISIBLE_CONTRAST_HU = 10.0  # below this, CT reading calls a lesion isoattenuating
-TUMOR_LABEL = 2
 
 
 def visible_tumor(phantom: Phantom, min_contrast_hu: float = VISIBLE_CONTRAST_HU) -> np.ndarray:
@@ -23,6 +23,6 @@ def visible_tumor(phantom: Phantom, min_contrast_hu: float = VISIBLE_CONTRAST_HU
     if phantom.tissue is None or phantom.palette is None:
         raise ValueError("the phantom carries no tissue map and palette: make it with make_phantom")
     tissue = phantom.tissue.array
-    tumor = phantom.labels.array == TUMOR_LABEL
+    tumor = phantom.labels.array == TUMOR.label
     contrast = np.abs(phantom.palette - phantom.palette[Tissue.LIVER])
     return tumor & (contrast >= min_contrast_hu)[tissue]
