@@ -304,6 +304,27 @@ def test_batches_travel_as_bytes_and_become_numbers_on_the_device(tmp_path):
     assert torch.equal(as_int, target.long())
 
 
+@pytest.mark.parametrize("shape", [(400, 5, 128, 128), (200, 1, 8, 64, 64)])
+def test_some_tumor_patches_get_a_darker_band_across_their_rows(shape):
+    """About 3 in 10 patches (2.5D stacks and 3D patches) get a band of up to 40 HU of the tumor
+    window (some only its edge), the same along each row and through the slices, with blanked
+    (zero) voxels left at zero and nothing brighter; the others are untouched."""
+    from deepliver.training import patches
+
+    image = torch.rand(shape, generator=torch.Generator().manual_seed(1)) * 0.8 + 0.2
+    image[..., :, :7] = 0.0  # blanked beyond the liver gate
+    darker = image - patches.darker_band(image, torch.Generator().manual_seed(2))
+    assert (darker >= 0).all() and (darker[..., :, :7] == 0).all()
+    rows = darker[..., 7:].amax(dim=-1)  # per patch, slice and row
+    assert torch.allclose(rows, darker[..., 7:].amin(dim=-1), atol=1e-6)
+    through = rows.flatten(1, -2)  # (patch, slice, row)
+    per_patch = through.amax(dim=(1, 2)) * 350  # HU at full strength
+    assert (per_patch <= 40 + 1e-3).all()
+    assert 0.2 < (per_patch > 0).float().mean() < 0.4 and (per_patch > 10).float().mean() > 0.15
+    assert per_patch.max() > 35
+    assert torch.allclose(through, through[:, :1].expand_as(through), atol=1e-6)
+
+
 @pytest.mark.parametrize("shape", [(48, 64), (32, 96, 96), (1, 40, 40), (2, 7), (5, 1, 3)])
 def test_the_moved_gate_is_the_knots_linearly_interpolated(shape):
     """The gate's field stretched one axis at a time is SciPy's order-1 zoom of its knots

@@ -24,7 +24,7 @@ from deepliver.models.networks import build_network, count_parameters
 from deepliver.models.predict import dice, foreground_probability
 from deepliver.progress import Reporter, SilentReporter, within
 from deepliver.training import data, distributed
-from deepliver.training.patches import as_numbers, augment, sample_batch
+from deepliver.training.patches import as_numbers, augment, darker_band, sample_batch
 from deepliver.training.prefetch import AHEAD, prefetched
 
 CHECKPOINT = "checkpoint.pt"
@@ -100,6 +100,8 @@ class SegmentationTask:
     def loss(self, network, batch, generator: torch.Generator):
         """Augmented on the device (``generator`` is the device's) and the loss."""
         image, target = as_numbers(*(tensor.to(self.device, non_blocking=True) for tensor in batch))
+        if self.card.stage == "tumor":
+            image = darker_band(image, generator)
         image, target = augment(image, target, generator)
         return self.loss_function(network(image), target)
 

@@ -4,7 +4,8 @@ No flips (the liver is on the patient's right); instead intensity scale/shift, G
 and a small in-plane zoom and rotation, applied to whole batches with torch. Tumor patches get
 a moved liver gate: in the cascade the tumor stage sees the CT blanked beyond the *predicted*
 liver, whose edge strays from the true one, and a network trained only on the true gate takes
-the tissue it was never shown (stomach, kidney, a missed rim) for tumor.
+the tissue it was never shown (stomach, kidney, a missed rim) for tumor. Tumor patches also
+get a darker band across them now and then (:func:`darker_band`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ from deepliver.training.data import DISTANCE_ZERO, TUMOR_CROP_MARGIN_MM, Case
 # case reaches TUMOR_CROP_MARGIN_MM beyond the liver.
 GATE_RANGE_MM = (-5.0, TUMOR_CROP_MARGIN_MM)
 GATE_KNOTS = 3  # the gate's offset varies smoothly over a patch: knots per in-plane side
+
+# A darker band across a tumor patch's rows, as the arms' beam hardening draws one
+# (deepliver.phantom.shadow: 15 to 40 HU, 60 to 140 mm deep), in the tumor window's units
+# (350 HU wide) and the patch's height (128 mm).
+BAND_PROBABILITY = 0.3
+BAND_DEPTH = (15 / 350, 40 / 350)
+BAND_ROWS = (0.45, 1.1)
+BAND_EDGE_ROWS = (0.015, 0.06)
 
 
 def sample_batch(
@@ -192,3 +201,23 @@ def augment(
         target.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False
     ).long()
     return image, target
+
+
+def darker_band(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Some patches with a darker band across their rows (anterior-posterior), their zeros
+    (blanked, or below the window) left alone. Only 3 phantoms in 10 draw a band, and a darker
+    stretch of liver is what a hypodense tumor looks like: the tumor stage sees more of them."""
+    n, rows, device = image.shape[0], image.shape[-2], generator.device
+
+    def uniform(low, high):
+        return low + (high - low) * torch.rand(n, 1, generator=generator, device=device)
+
+    banded = torch.rand(n, 1, generator=generator, device=device) < BAND_PROBABILITY
+    depth = uniform(*BAND_DEPTH) * banded
+    front = uniform(-0.6, 1.0) * rows
+    back = front + uniform(*BAND_ROWS) * rows
+    edge = uniform(*BAND_EDGE_ROWS) * rows
+    y = torch.arange(rows, device=device, dtype=image.dtype)[None, :]
+    darker = depth * torch.sigmoid((y - front) / edge) * torch.sigmoid((back - y) / edge)
+    darker = darker.view(n, *(1,) * (image.dim() - 3), rows, 1)
+    return torch.where(image > 0, (image - darker).clamp_(min=0.0), image)
