@@ -19,6 +19,7 @@ from deepliver.phantom.tissues import Tissue
 from deepliver.volume import Grid
 
 SHADOW_PROBABILITY = 0.3
+DEPTH_HU = (15.0, 40.0)  # darker at full strength
 _STREAM = 1777  # the band is drawn from its own stream: a phantom without one stays as it was
 
 
@@ -42,7 +43,7 @@ class Shadow:
             front_mm=float(front),
             back_mm=float(front + rng.uniform(60, 140)),
             edge_mm=float(rng.uniform(2, 8)),
-            depth_hu=float(rng.uniform(15, 40)),
+            depth_hu=float(rng.uniform(*DEPTH_HU)),
         )
 
     def darkening(self, y: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from deepliver.models.card import ModelCard
+from deepliver.phantom.shadow import DEPTH_HU as SHADOW_DEPTH_HU
 from deepliver.training.data import DISTANCE_ZERO, TUMOR_CROP_MARGIN_MM, Case
 
 # How far the moved gate lies from the true liver (mm; < 0 cuts into it). The cascade's gate is
@@ -26,10 +27,10 @@ GATE_RANGE_MM = (-5.0, TUMOR_CROP_MARGIN_MM)
 GATE_KNOTS = 3  # the gate's offset varies smoothly over a patch: knots per in-plane side
 
 # A darker band across a tumor patch's rows, as the arms' beam hardening draws one
-# (deepliver.phantom.shadow: 15 to 40 HU, 60 to 140 mm deep), in the tumor window's units
+# (deepliver.phantom.shadow: its depth in HU, 60 to 140 mm deep), in the tumor window's units
 # (350 HU wide) and the patch's height (128 mm).
 BAND_PROBABILITY = 0.3
-BAND_DEPTH = (15 / 350, 40 / 350)
+BAND_DEPTH = tuple(hu / 350 for hu in SHADOW_DEPTH_HU)
 BAND_ROWS = (0.45, 1.1)
 BAND_EDGE_ROWS = (0.015, 0.06)
 
@@ -175,8 +176,8 @@ def augment(
     ``image`` and ``generator``."""
     n, device = image.shape[0], generator.device
 
-    def uniform(low, high, *shape):
-        return low + (high - low) * torch.rand(n, *shape, generator=generator, device=device)
+    def uniform(low, high):
+        return _uniform(generator, n, low, high)
 
     spatial = image.dim() - 2
     view = (n,) + (1,) * (spatial + 1)
@@ -210,9 +211,9 @@ def darker_band(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     n, rows, device = image.shape[0], image.shape[-2], generator.device
 
     def uniform(low, high):
-        return low + (high - low) * torch.rand(n, 1, generator=generator, device=device)
+        return _uniform(generator, n, low, high, 1)
 
-    banded = torch.rand(n, 1, generator=generator, device=device) < BAND_PROBABILITY
+    banded = uniform(0.0, 1.0) < BAND_PROBABILITY
     depth = uniform(*BAND_DEPTH) * banded
     front = uniform(-0.6, 1.0) * rows
     back = front + uniform(*BAND_ROWS) * rows
@@ -221,3 +222,8 @@ def darker_band(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     darker = depth * torch.sigmoid((y - front) / edge) * torch.sigmoid((back - y) / edge)
     darker = darker.view(n, *(1,) * (image.dim() - 3), rows, 1)
     return torch.where(image > 0, (image - darker).clamp_(min=0.0), image)
+
+
+def _uniform(generator: torch.Generator, n: int, low: float, high: float, *shape) -> torch.Tensor:
+    """(n, *shape) uniform draws in [low, high) on the generator's device."""
+    return low + (high - low) * torch.rand(n, *shape, generator=generator, device=generator.device)
