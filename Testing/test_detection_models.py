@@ -17,7 +17,7 @@ from deepliver.detection.losses import assign, yolo_loss
 from deepliver.detection.metrics import average_precision, box_iou_3d, lesion_recall
 from deepliver.detection.networks import YoloDetector, build_fasterrcnn
 from deepliver.detection.operating_point import ScoredScan, choose_operating_point, scan_case
-from deepliver.detection.training import detect, liver_finder, place
+from deepliver.detection.training import DetectionTask, detect, liver_finder, place
 from deepliver.errors import DeepLiverError
 from deepliver.models.card import (
     ModelCard,
@@ -27,7 +27,7 @@ from deepliver.models.card import (
     write_card,
 )
 from deepliver.phantom import make_phantom
-from deepliver.training.data import phantom_spec
+from deepliver.training.data import Case, phantom_spec
 
 
 def boxes(*rows) -> np.ndarray:
@@ -168,6 +168,10 @@ def test_fasterrcnn_trains_on_slices_with_and_without_boxes():
         optimizer.step()
         losses.append(loss.item())
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+    # The pyramid starts at stride 4, and a lesion of 7-13 pixels is pooled from there.
+    pyramid = model.backbone(images)
+    assert [f.shape[-1] for f in pyramid.values()] == [16, 8, 4, 2, 1]
+    assert model.roi_heads.box_roi_pool.scales[0] == 0.25
     card = ModelCard(
         name="t", version="1", stage="detection", architecture="fasterrcnn",
         spacing_mm=(1.5, 1.5, 2.5), hu_window=(-100, 250), labels={0: "background", 1: "tumor"},
@@ -176,6 +180,30 @@ def test_fasterrcnn_trains_on_slices_with_and_without_boxes():
     results = detect(model, card, (images.numpy() * 255).astype(np.uint8))
     assert len(results) == 3 and all(b.shape[1:] == (4,) for b, _ in results)
     assert model.training  # detect() leaves the mode as it found it
+
+
+def test_a_small_lesion_is_drawn_about_as_often_as_a_large_one():
+    # One case of 200 slices: a lesion on 40 of them (a 40-pixel box), one on 4 (8 pixels).
+    target = np.zeros((200, 64, 64), dtype=np.uint8)
+    target[2:42, 4:44, 4:44] = 1
+    target[150:154, 50:58, 50:58] = 1
+    case = Case(0, np.zeros_like(target), target, np.zeros((0, 3), np.int32))
+    card = ModelCard(
+        name="t", version="1", stage="detection", architecture="yolo",
+        spacing_mm=(1.5, 1.5, 2.5), hu_window=(-100, 250), labels={0: "background", 1: "tumor"},
+        channels=(8, 16, 32, 32), in_channels=3, roi_size=(64, 64, 1),
+    )  # fmt: skip
+    task = DetectionTask(card, batch=50)
+    rng = np.random.default_rng(0)
+    drawn = [b for _ in range(16) for b in task.draw([case], rng)[1]]
+    sides = [float(b[0, 2] - b[0, 0]) for b in drawn if len(b)]
+    small, large = sides.count(8.0), sides.count(40.0)
+    assert small + large == len(sides)
+    # Half the draws take a lesion, each lesion half of those (0.25 of all), and the other
+    # half a random slice (large 0.10, small 0.01): small / large about 0.26 / 0.35 = 0.74.
+    # Drawn slice first, it would be about 0.06 / 0.55.
+    assert 0.55 < small / large < 0.95, (small, large)
+    assert task.lesion_slices(case).tolist() == [*range(2, 42), *range(150, 154)]
 
 
 def test_place_puts_a_slice_into_the_canvas_and_crops_a_large_one():

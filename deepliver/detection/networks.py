@@ -5,7 +5,9 @@ Both see 2.5D slices of the liver crop (the slice and its neighbours as 3 channe
 coordinates), scores and labels (1 = tumor), as torchvision detectors do.
 
 - :func:`build_fasterrcnn`: torchvision's ``FasterRCNN`` (region proposals, RoIAlign, box head)
-  on the pyramid, with anchors and a box head scaled down to lesions of 5-80 mm.
+  on the pyramid from stride 4, with anchors and a box head scaled down to lesions of 5-80 mm.
+  RoIAlign takes a box of up to 80 pixels from the finest level, so a lesion of 10-20 mm
+  (7-13 pixels) is pooled from stride 4 rather than from 1-2 cells of stride 8.
 - :class:`YoloDetector`: single stage, YOLO-style: three grid scales (strides 8, 16, 32),
   three anchors each, objectness, class score and box per anchor (YOLOv5's bounded box
   decoding), non-maximum suppression.
@@ -23,7 +25,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign, batched_nms
 
-PYRAMID_LEVELS = ("0", "1", "2")  # strides 8, 16, 32
+PYRAMID_LEVELS = ("0", "1", "2")  # strides 8, 16, 32 (YOLO; Faster R-CNN adds 4 in front)
 STRIDES = (8, 16, 32)
 
 
@@ -60,15 +62,19 @@ class TinyBackbone(nn.Module):
         return x
 
 
-def feature_pyramid(in_channels: int, widths: tuple[int, ...], out_channels: int):
-    """Backbone + FPN: feature maps "0", "1", "2" at strides 8, 16, 32 and "pool" at 64."""
+def feature_pyramid(
+    in_channels: int, widths: tuple[int, ...], out_channels: int, first_stage: int = 2
+):
+    """Backbone + FPN: feature maps "0", "1", ... from stage ``first_stage`` (stage 1: stride 4,
+    stage 2: stride 8) to stage 4 (stride 32), and "pool" at 64."""
     if len(widths) != 4:
         raise ValueError(f"the backbone has 4 stages, got widths {widths}")
     body = TinyBackbone(in_channels, tuple(widths))
+    stages = range(first_stage, 5)
     return BackboneWithFPN(
         body,
-        return_layers={"stage2": "0", "stage3": "1", "stage4": "2"},
-        in_channels_list=list(widths[1:]),
+        return_layers={f"stage{stage}": str(n) for n, stage in enumerate(stages)},
+        in_channels_list=[widths[stage - 1] for stage in stages],
         out_channels=out_channels,
     )
 
@@ -77,10 +83,10 @@ def build_fasterrcnn(
     in_channels: int, widths: tuple[int, ...], size: int, out_channels: int = 64
 ) -> FasterRCNN:
     """A compact Faster R-CNN for ``size`` x ``size`` inputs (no resizing: scale stays 1)."""
-    backbone = feature_pyramid(in_channels, widths, out_channels)
-    anchors = AnchorGenerator(
-        sizes=((8, 16), (24, 40), (56, 80), (112, 160)),
-        aspect_ratios=((0.5, 1.0, 2.0),) * 4,
+    backbone = feature_pyramid(in_channels, widths, out_channels, first_stage=1)
+    anchors = AnchorGenerator(  # strides 4, 8, 16, 32, 64
+        sizes=((6, 10), (14, 20), (28, 40), (56, 80), (112, 160)),
+        aspect_ratios=((0.5, 1.0, 2.0),) * 5,
     )
     return FasterRCNN(
         backbone,
@@ -95,7 +101,7 @@ def build_fasterrcnn(
         rpn_pre_nms_top_n_test=300,
         rpn_post_nms_top_n_test=100,
         rpn_batch_size_per_image=128,
-        box_roi_pool=MultiScaleRoIAlign(list(PYRAMID_LEVELS), output_size=7, sampling_ratio=2),
+        box_roi_pool=MultiScaleRoIAlign(["0", "1", "2", "3"], output_size=7, sampling_ratio=2),
         box_head=TwoMLPHead(out_channels * 7 * 7, 256),
         box_predictor=FastRCNNPredictor(256, 2),
         box_batch_size_per_image=128,
