@@ -6,7 +6,7 @@ coordinates), scores and labels (1 = tumor), as torchvision detectors do.
 
 - :func:`build_fasterrcnn`: torchvision's ``FasterRCNN`` (region proposals, RoIAlign, box head)
   on the pyramid from stride 4, with anchors and a box head scaled down to lesions of 5-80 mm.
-  RoIAlign takes a box of up to 80 pixels from the finest level, so a lesion of 10-20 mm
+  RoIAlign takes a box under 112 pixels (168 mm) from the finest level, so a lesion of 10-20 mm
   (7-13 pixels) is pooled from stride 4 rather than from 1-2 cells of stride 8.
 - :class:`YoloDetector`: single stage, YOLO-style: three grid scales (strides 8, 16, 32),
   three anchors each, objectness, class score and box per anchor (YOLOv5's bounded box

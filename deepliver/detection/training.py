@@ -6,9 +6,9 @@ training slice is drawn with a lesion at ``POSITIVE_FRACTION`` and anywhere in t
 otherwise (slices without lesions teach the detectors what is not a tumor). A lesion slice is
 drawn lesion first, then one of its slices: drawn slice first, a lesion of 60 mm would come up
 five times as often as one of 12 mm, and the small ones are those the detectors missed. Its
-boxes come from
-the tumor mask with OpenCV (:func:`deepliver.detection.boxes.boxes_from_mask`). Slices are put
-in a square canvas of the card's size: at a random place in training, at the origin at run time.
+boxes come from the tumor mask with OpenCV (:func:`deepliver.detection.boxes.boxes_from_mask`).
+Slices are put in a square canvas of the card's size: at a random place in training, at the
+origin at run time.
 """
 
 from __future__ import annotations
