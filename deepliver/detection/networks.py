@@ -25,7 +25,13 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign, batched_nms
 
-PYRAMID_LEVELS = ("0", "1", "2")  # strides 8, 16, 32 (YOLO; Faster R-CNN adds 4 in front)
+
+def pyramid_levels(first_stage: int) -> tuple[str, ...]:
+    """The names of the pyramid's maps from backbone stage ``first_stage`` to stage 4."""
+    return tuple(str(n) for n in range(5 - first_stage))
+
+
+PYRAMID_LEVELS = pyramid_levels(2)  # YOLO's: strides 8, 16, 32 (Faster R-CNN's start at 4)
 STRIDES = (8, 16, 32)
 
 
@@ -73,7 +79,10 @@ def feature_pyramid(
     stages = range(first_stage, 5)
     return BackboneWithFPN(
         body,
-        return_layers={f"stage{stage}": str(n) for n, stage in enumerate(stages)},
+        return_layers={
+            f"stage{stage}": name
+            for stage, name in zip(stages, pyramid_levels(first_stage), strict=True)
+        },
         in_channels_list=[widths[stage - 1] for stage in stages],
         out_channels=out_channels,
     )
@@ -101,7 +110,7 @@ def build_fasterrcnn(
         rpn_pre_nms_top_n_test=300,
         rpn_post_nms_top_n_test=100,
         rpn_batch_size_per_image=128,
-        box_roi_pool=MultiScaleRoIAlign(["0", "1", "2", "3"], output_size=7, sampling_ratio=2),
+        box_roi_pool=MultiScaleRoIAlign(list(pyramid_levels(1)), output_size=7, sampling_ratio=2),
         box_head=TwoMLPHead(out_channels * 7 * 7, 256),
         box_predictor=FastRCNNPredictor(256, 2),
         box_batch_size_per_image=128,
