@@ -34,19 +34,19 @@ def boxes(*rows) -> np.ndarray:
     return np.array(rows, dtype=np.float32).reshape(-1, 4)
 
 
-def test_linking_joins_overlapping_boxes_across_slices_and_bridges_one_gap():
+def test_linking_joins_overlapping_boxes_across_slices_and_bridges_two_gaps():
     per_slice = {
         3: (boxes([10, 10, 20, 20]), np.array([0.9])),
         4: (boxes([11, 10, 21, 21], [50, 50, 60, 60]), np.array([0.8, 0.4])),
-        6: (boxes([10, 11, 20, 22]), np.array([0.7])),  # slice 5 missed: one gap is bridged
-        9: (boxes([10, 10, 20, 20]), np.array([0.6])),  # two slices later: a new lesion
+        7: (boxes([10, 11, 20, 22]), np.array([0.7])),  # slices 5 and 6 missed: bridged
+        11: (boxes([10, 10, 20, 20]), np.array([0.6])),  # three slices later: a new lesion
     }
     tracks = link_slices(per_slice)
-    assert [sorted(t.boxes) for t in tracks] == [[3, 4, 6], [9], [4]]
+    assert [sorted(t.boxes) for t in tracks] == [[3, 4, 7], [11], [4]]
     start, stop = tracks[0].box_ijk()
-    assert start.tolist() == [10, 10, 3] and stop.tolist() == [21, 22, 7]
-    # Scored by the mean of the three best slices, a missing one counting as 0.
-    assert tracks[0].score == pytest.approx(0.8) and tracks[2].score == pytest.approx(0.4 / 3)
+    assert start.tolist() == [10, 10, 3] and stop.tolist() == [21, 22, 8]
+    # Scored by the mean of the four best slices, a missing one counting as 0.
+    assert tracks[0].score == pytest.approx(2.4 / 4) and tracks[2].score == pytest.approx(0.4 / 4)
 
 
 def test_average_precision_by_hand():
