@@ -12,8 +12,9 @@ two, each with a third of the lesion's height and a 3D box that missed it (IoU <
 over two missed slices and scored by the four best (was one and three), on per-slice boxes of
 validation phantoms 100-139 at one false positive per scan, Faster R-CNN 0.7.0 went from 0.426
 to 0.557 of 61 lesions (held out, seeds 0-19: 0.553 to 0.632 of 38), YOLO 0.7.0 0.443 to
-0.443 (0.500 to 0.553); four best slices beat three for every link IoU (0.1-0.3) and gap (1-3)
-tried. Before that, three best slices held more lesions than the best slice alone.
+0.443 (0.500 to 0.553). For Faster R-CNN four best slices beat three at every link IoU
+(0.1-0.3) and gap (1-3) tried; for YOLO they were within one lesion of three. Before that,
+three best slices held more lesions than the best slice alone.
 """
 
 from __future__ import annotations
