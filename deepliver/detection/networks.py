@@ -31,8 +31,11 @@ def pyramid_levels(first_stage: int) -> tuple[str, ...]:
     return tuple(str(n) for n in range(5 - first_stage))
 
 
-PYRAMID_LEVELS = pyramid_levels(2)  # YOLO's: strides 8, 16, 32 (Faster R-CNN's start at 4)
-STRIDES = (8, 16, 32)
+# YOLO's maps: backbone stages 2 to 4, strides 8, 16, 32 (stage s: stride 2 ** (s + 1));
+# Faster R-CNN's start at stage 1, stride 4.
+YOLO_FIRST_STAGE = 2
+PYRAMID_LEVELS = pyramid_levels(YOLO_FIRST_STAGE)
+STRIDES = tuple(2 ** (stage + 1) for stage in range(YOLO_FIRST_STAGE, 5))
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -144,7 +147,9 @@ class YoloDetector(nn.Module):
 
     def __init__(self, in_channels: int, widths: tuple[int, ...], out_channels: int = 64):
         super().__init__()
-        self.pyramid = feature_pyramid(in_channels, widths, out_channels)
+        self.pyramid = feature_pyramid(
+            in_channels, widths, out_channels, first_stage=YOLO_FIRST_STAGE
+        )
         self.heads = nn.ModuleList(
             nn.Sequential(_conv(out_channels, out_channels), nn.Conv2d(out_channels, 3 * 6, 1))
             for _ in STRIDES
