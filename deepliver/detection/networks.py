@@ -25,17 +25,23 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign, batched_nms
 
+STAGES = 4  # the backbone's stages 1 to 4, strides 4, 8, 16, 32 (stage s: stride 2 ** (s + 1))
+
+
+def pyramid_stages(first_stage: int) -> range:
+    """The backbone stages a pyramid from stage ``first_stage`` takes its maps from."""
+    return range(first_stage, STAGES + 1)
+
 
 def pyramid_levels(first_stage: int) -> tuple[str, ...]:
-    """The names of the pyramid's maps from backbone stage ``first_stage`` to stage 4."""
-    return tuple(str(n) for n in range(5 - first_stage))
+    """The names of the pyramid's maps from backbone stage ``first_stage`` to the last."""
+    return tuple(str(n) for n in range(len(pyramid_stages(first_stage))))
 
 
-# YOLO's maps: backbone stages 2 to 4, strides 8, 16, 32 (stage s: stride 2 ** (s + 1));
-# Faster R-CNN's start at stage 1, stride 4.
+# YOLO's maps: backbone stages 2 to 4, strides 8, 16, 32; Faster R-CNN's start at stage 1.
 YOLO_FIRST_STAGE = 2
 PYRAMID_LEVELS = pyramid_levels(YOLO_FIRST_STAGE)
-STRIDES = tuple(2 ** (stage + 1) for stage in range(YOLO_FIRST_STAGE, 5))
+STRIDES = tuple(2 ** (stage + 1) for stage in pyramid_stages(YOLO_FIRST_STAGE))
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -76,10 +82,10 @@ def feature_pyramid(
 ):
     """Backbone + FPN: feature maps "0", "1", ... from stage ``first_stage`` (stage 1: stride 4,
     stage 2: stride 8) to stage 4 (stride 32), and "pool" at 64."""
-    if len(widths) != 4:
-        raise ValueError(f"the backbone has 4 stages, got widths {widths}")
+    if len(widths) != STAGES:
+        raise ValueError(f"the backbone has {STAGES} stages, got widths {widths}")
     body = TinyBackbone(in_channels, tuple(widths))
-    stages = range(first_stage, 5)
+    stages = pyramid_stages(first_stage)
     return BackboneWithFPN(
         body,
         return_layers={
