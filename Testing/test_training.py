@@ -207,42 +207,6 @@ def test_tumor_patches_are_centred_on_a_small_lesion_as_often_as_on_a_large_one(
     assert len(np.unique(case.foreground[in_small], axis=0)) == 4 * 4 * 2
 
 
-def test_tumor_patches_are_drawn_more_often_from_the_rarer_kinds_of_lesion(tmp_path):
-    """Faint lesions and those brighter than the liver (arterial phase only) were found least
-    often; each kind's patches are drawn by the square root of its rarity, and a case without a
-    lesion never gives a tumor patch."""
-    from deepliver.training import data as training_data
-    from deepliver.training import patches
-    from deepliver.volume import Grid, Volume
-
-    grid = Grid((12, 40, 80), spacing=(1.0, 1.0, 2.5))
-
-    def item(seed, lesions):
-        labels, ct = np.ones(grid.shape, np.uint8), np.full(grid.shape, 100.0, np.float32)
-        for x, hu in zip((10, 50), lesions, strict=False):
-            labels[4:8, 10:20, x : x + 10], ct[4:8, 10:20, x : x + 10] = 2, hu
-        volumes = (Volume(ct, grid), Volume(labels, grid))
-        return training_data.Item(seed, f"case{seed}", lambda: volumes)
-
-    # liver 100 HU; two dark lesions (-40 HU); a bright (+60) and a faint one (+10); none.
-    # Drawn uniformly, dark : bright : faint = 1/2 : 1/4 : 1/4; weighed sqrt(2) : 2 : 2, the
-    # dark case comes 1.41 / 3.41 of the time.
-    items = [item(0, (60.0, 60.0)), item(1, (160.0, 110.0)), item(2, ())]
-    cases = training_data.build_cache(tmp_path, items, "tumor", (1.0, 1.0, 2.5), (-100, 250))
-    rng = np.random.default_rng(0)
-    drawn = [patches.foreground_centre(cases, cases[0], rng) for _ in range(4000)]
-    assert not any(case is cases[2] for case, _ in drawn)
-    value = np.array([case.ungated[tuple(centre)] for case, centre in drawn])
-    dark, faint, bright = value < 130, (value > 150) & (value < 160), value > 170
-    assert np.all(dark | faint | bright)
-    assert 0.39 < dark.mean() < 0.44 and abs(faint.mean() - bright.mean()) < 0.04
-    # uniformly (the liver stages) the case stays the one drawn
-    liver = training_data.build_cache(
-        tmp_path / "liver", items, "liver", (2.0, 2.0, 2.5), (-100, 250)
-    )
-    assert all(patches.foreground_centre(liver, liver[1], rng)[0] is liver[1] for _ in range(50))
-
-
 def test_tumor_patches_see_the_liver_gate_moved_as_a_predicted_liver_moves_it(tmp_path):
     """The cascade blanks the CT beyond a *predicted* liver; training on the true gate alone
     taught the tumor stage that whatever the gate shows is liver, and the stomach or kidney a

@@ -20,7 +20,7 @@ epochs never regenerate or resample a phantom.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +47,6 @@ LIVER_STAGES = ("liver", "liver-fine")  # whose target is the liver (tumor inclu
 CACHE_VERSION = 3
 # Signed distance to the liver surface (mm, > 0 outside) stored as uint8: value - DISTANCE_ZERO.
 DISTANCE_ZERO = 128
-# A lesion whose median lies within this many HU of the liver's is faint (balance_kinds).
-FAINT_HU = 15.0
 
 
 @dataclass(frozen=True)
@@ -110,10 +108,6 @@ class Case:
     image: np.ndarray  # uint8 (z, y, x), window scaled to 0..255
     target: np.ndarray  # uint8 (z, y, x), 0/1
     foreground: np.ndarray  # (n, 3) int32 sample of target voxels (may be empty)
-    # Tumor stage: each foreground voxel's chance within the case, and how often the case is
-    # drawn for a foreground patch (:func:`balance_kinds`); None and 1 draw uniformly.
-    foreground_p: np.ndarray | None = None
-    foreground_weight: float = 1.0
     ungated: np.ndarray | None = None  # tumor stage: the image before the liver gate
     liver_distance: np.ndarray | None = None  # tumor stage: uint8, mm + DISTANCE_ZERO
 
@@ -230,7 +224,7 @@ def build_cache(
         raise DeepLiverError(f"cache {folder} was made with other settings; use a new run folder")
     manifest.write_text(json.dumps({"settings": settings}, indent=1))
     names = ("target", "image") + (("ungated", "liver_distance") if stage == "tumor" else ())
-    cases, kinds = [], []
+    cases = []
     for number, item in enumerate(items):
         paths = {name: folder / f"{item.stem}.{name}.npy" for name in names}
         if not all(path.is_file() for path in paths.values()):
@@ -240,77 +234,34 @@ def build_cache(
                 array = arrays[name]
                 write_atomically(path, lambda temporary, a=array: np.save(temporary, a), ".npy")
         arrays = {name: np.load(path, mmap_mode="r") for name, path in paths.items()}
-        if stage == "tumor":
-            foreground, kind = _lesion_sample(arrays, item.seed, window)
-            kinds.append(kind)
-        else:
-            foreground = _foreground_sample(arrays["target"], item.seed)
+        foreground = _foreground_sample(arrays["target"], item.seed, per_lesion=stage == "tumor")
         cases.append(Case(item.seed, foreground=foreground, **arrays))
         if progress:
             progress(f"caching cases ({folder.name})", (number + 1) / len(items))
-    return balance_kinds(cases, kinds) if stage == "tumor" else cases
+    return cases
 
 
-def _foreground_sample(target: np.ndarray, seed: int, limit: int = 20000) -> np.ndarray:
-    """Target voxels that foreground patches are centred on: the liver is one structure, drawn
-    by voxel; the detectors draw their slices themselves."""
-    points = np.argwhere(np.asarray(target) > 0).astype(np.int32)
-    if len(points) > limit:
-        points = points[np.random.default_rng(seed).choice(len(points), limit, replace=False)]
-    return points
+def _foreground_sample(
+    target: np.ndarray, seed: int, per_lesion: bool, limit: int = 20000
+) -> np.ndarray:
+    """Target voxels that foreground patches are centred on.
 
-
-def _lesion_sample(
-    arrays: dict, seed: int, window, limit: int = 20000
-) -> tuple[np.ndarray, np.ndarray]:
-    """(tumor voxels that foreground patches are centred on, the kind of each one's lesion:
-    0 darker than the liver around it, 1 faint, 2 brighter; see :data:`FAINT_HU`).
-
-    Each connected lesion gets an equal share: drawn by voxel, a 50 mm lesion would be drawn
-    100 times as often as an 11 mm one, and the small lesions are the ones the tumor stage
-    missed.
+    With ``per_lesion`` (the tumor stage), each connected lesion gets an equal share: drawn by
+    voxel, a 50 mm lesion would be drawn 100 times as often as an 11 mm one, and the small
+    lesions are the ones the tumor stage missed. The liver is one structure, drawn by voxel; the
+    detectors draw their slices themselves.
     """
-    lesions, count = ndimage.label(np.asarray(arrays["target"]) > 0, LESION_CONNECTIVITY)
-    image = np.asarray(arrays["ungated"])
-    liver = (np.asarray(arrays["liver_distance"]) <= DISTANCE_ZERO) & (lesions == 0)
-    liver_level = np.median(image[liver]) if liver.any() else 0.0
-    hu_per_step = (window[1] - window[0]) / 255
-    share = max(1, limit // max(count, 1))
+    mask = np.asarray(target) > 0
     rng = np.random.default_rng(seed)
-    parts, kinds = [np.zeros((0, 3), np.int32)], [np.zeros(0, np.int8)]
+    if not per_lesion:
+        points = np.argwhere(mask).astype(np.int32)
+        if len(points) > limit:
+            points = points[rng.choice(len(points), limit, replace=False)]
+        return points
+    lesions, count = ndimage.label(mask, structure=LESION_CONNECTIVITY)
+    share = max(1, limit // max(count, 1))
+    parts = [np.zeros((0, 3), np.int32)]
     for number, box in enumerate(ndimage.find_objects(lesions), start=1):
-        inside = lesions[box] == number
-        points = np.argwhere(inside) + [s.start for s in box]
+        points = np.argwhere(lesions[box] == number) + [s.start for s in box]
         parts.append(points[rng.choice(len(points), share, replace=len(points) < share)])
-        contrast = (np.median(image[box][inside]) - liver_level) * hu_per_step
-        kinds.append(np.full(share, np.digitize(contrast, (-FAINT_HU, FAINT_HU)), np.int8))
-    return np.concatenate(parts).astype(np.int32), np.concatenate(kinds)
-
-
-def balance_kinds(cases: list[Case], kinds: list[np.ndarray]) -> list[Case]:
-    """Tumor foreground drawn more often from the rarer kinds of lesion (darker than the liver,
-    faint, brighter), each by the square root of its rarity.
-
-    Held out, faint lesions were found least often, and only arterial-phase phantoms have
-    tumors brighter than the liver (half of theirs): each about a fifth of training lesions.
-    """
-    drawn = np.concatenate(kinds)
-    present = np.unique(drawn)
-    if len(present) < 2:
-        return cases
-    weight = np.zeros(3)
-    weight[present] = [np.sqrt(len(drawn) / np.count_nonzero(drawn == k)) for k in present]
-    balanced = []
-    for case, kind in zip(cases, kinds, strict=True):
-        if not len(kind):
-            balanced.append(case)
-            continue
-        point_weight = weight[kind]
-        balanced.append(
-            replace(
-                case,
-                foreground_p=point_weight / point_weight.sum(),
-                foreground_weight=float(point_weight.mean()),
-            )
-        )
-    return balanced
+    return np.concatenate(parts).astype(np.int32)

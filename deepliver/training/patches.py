@@ -51,36 +51,23 @@ def sample_batch(
     images, targets = [], []
     for _ in range(batch):
         case = cases[int(rng.integers(len(cases)))]
+        shape = np.array(case.image.shape)
         patch = np.array([pz, py, px])
         if len(case.foreground) and rng.random() < foreground_fraction:
-            case, centre = foreground_centre(cases, case, rng)
+            centre = case.foreground[int(rng.integers(len(case.foreground)))].astype(np.int64)
             jitter = (rng.uniform(-0.4, 0.4, 3) * patch).astype(np.int64)
             start = centre + jitter - patch // 2
         else:
             start = np.array(
                 [
                     rng.integers(-(p // 4), max(1, n - p + p // 4 + 1))
-                    for n, p in zip(case.image.shape, patch, strict=True)
+                    for n, p in zip(shape, patch, strict=True)
                 ]
             )
         image, target = _patch(case, card, start, patch, rng)
         images.append(image)
         targets.append(target)
     return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets))
-
-
-def foreground_centre(
-    cases: list[Case], case: Case, rng: np.random.Generator
-) -> tuple[Case, np.ndarray]:
-    """(case, target voxel) a foreground patch is centred on: a voxel of ``case``, or for the
-    tumor stage, whose lesions are weighed by kind (:func:`deepliver.training.data.balance_kinds`),
-    of a case drawn again by its lesions' mean weight."""
-    if case.foreground_p is None:
-        return case, case.foreground[int(rng.integers(len(case.foreground)))].astype(np.int64)
-    weight = np.array([c.foreground_weight if len(c.foreground) else 0.0 for c in cases])
-    case = cases[int(rng.choice(len(cases), p=weight / weight.sum()))]
-    point = int(rng.choice(len(case.foreground), p=case.foreground_p))
-    return case, case.foreground[point].astype(np.int64)
 
 
 def as_numbers(image: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
