@@ -25,12 +25,12 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign, batched_nms
 
-STAGES = 4  # the backbone's stages 1 to 4, strides 4, 8, 16, 32 (stage s: stride 2 ** (s + 1))
+BACKBONE_STAGES = 4  # stages 1 to 4, strides 4, 8, 16, 32 (stage s: stride 2 ** (s + 1))
 
 
 def pyramid_stages(first_stage: int) -> range:
     """The backbone stages a pyramid from stage ``first_stage`` takes its maps from."""
-    return range(first_stage, STAGES + 1)
+    return range(first_stage, BACKBONE_STAGES + 1)
 
 
 def pyramid_levels(first_stage: int) -> tuple[str, ...]:
@@ -82,8 +82,8 @@ def feature_pyramid(
 ):
     """Backbone + FPN: feature maps "0", "1", ... from stage ``first_stage`` (stage 1: stride 4,
     stage 2: stride 8) to stage 4 (stride 32), and "pool" at 64."""
-    if len(widths) != STAGES:
-        raise ValueError(f"the backbone has {STAGES} stages, got widths {widths}")
+    if len(widths) != BACKBONE_STAGES:
+        raise ValueError(f"the backbone has {BACKBONE_STAGES} stages, got widths {widths}")
     body = TinyBackbone(in_channels, tuple(widths))
     stages = pyramid_stages(first_stage)
     return BackboneWithFPN(
