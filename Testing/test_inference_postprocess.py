@@ -6,11 +6,14 @@ from scipy import ndimage
 
 from deepliver.inference.postprocess import (
     AIR_HU,
+    MAX_SEALED_CAVITY_ML,
     clean_liver,
     clean_tumors,
+    close_liver,
     close_mask,
     edge_from,
-    fill_holes,
+    fill_cavities,
+    fill_slice_holes,
     largest_component,
     liver_box,
     liver_only,
@@ -70,11 +73,51 @@ def test_slice_holes_are_filled_per_slice_up_to_an_area():
     mask[:, 4:6, 4:6] = False  # a vessel through every slice: open in 3D, closed in-plane
     mask[:, 10:24, 10:24] = False  # a wide one (196 mm^2 at 1 mm), like the vena cava
     mask[3:5, 7, 7] = False  # a cavity closed in 3D
-    only_3d = fill_holes(mask)
+    only_3d = fill_cavities(mask)
     assert only_3d[3:5, 7, 7].all() and not only_3d[:, 4:6, 4:6].any()
-    filled = fill_holes(mask, (2.0, 1.0, 1.0), max_slice_hole_mm2=150.0)
+    filled = fill_slice_holes(mask, (2.0, 1.0, 1.0), max_slice_hole_mm2=150.0)
     assert filled[:, 4:6, 4:6].all() and not filled[:, 10:24, 10:24].any()
-    assert fill_holes(mask, (2.0, 1.0, 1.0), max_slice_hole_mm2=200.0)[:, 10:24, 10:24].all()
+    assert fill_slice_holes(mask, (2.0, 1.0, 1.0), max_slice_hole_mm2=200.0)[:, 10:24, 10:24].all()
+
+
+SPACING_ZYX = (2.5, 1.5, 1.5)
+
+
+def liver_with_hollows(mouths: bool):
+    """A liver block with two hollows: a tumor at the capsule that the network left out (4 mL)
+    and the right kidney in the renal impression (92 mL, more than MAX_SEALED_CAVITY_ML), each
+    open through a mouth narrower than the closing bridges (or closed)."""
+    z, y, x = np.mgrid[:30, :100, :100] * np.array(SPACING_ZYX)[:, None, None, None]
+    liver = np.zeros((30, 100, 100), dtype=bool)
+    liver[2:28, 5:95, 5:95] = True
+    kidney = (z - 37.5) ** 2 + (y - 75) ** 2 + (x - 82.5) ** 2 <= 28**2
+    tumor = (z - 37.5) ** 2 + (y - 30) ** 2 + (x - 37.5) ** 2 <= 10**2
+    liver &= ~(kidney | tumor)
+    if mouths:
+        slab = (z >= 35) & (z <= 37.5)  # two slices: the mouths are 5 mm high
+        liver &= ~(slab & (np.abs(y - 75) <= 1.5) & (x >= 82.5))  # 4.5 mm wide, to the edge
+        liver &= ~(slab & (np.abs(x - 37.5) <= 1.5) & (y <= 30))
+    assert kidney.sum() * np.prod(SPACING_ZYX) / 1000 > MAX_SEALED_CAVITY_ML
+    return liver, tumor, kidney
+
+
+def test_clean_liver_fills_a_sealed_tumor_but_not_a_sealed_kidney():
+    liver, tumor, kidney = liver_with_hollows(mouths=True)
+    sealed = fill_cavities(close_mask(liver, SPACING_ZYX, 5.0)) & ~fill_cavities(liver)
+    assert sealed[kidney].mean() > 0.9 and sealed[tumor].mean() > 0.9  # both, by the closing
+    cleaned = clean_liver(liver, SPACING_ZYX)
+    assert cleaned[tumor].all()
+    assert cleaned[kidney].mean() < 0.2  # at most its poles, as in-slice holes
+    assert cleaned[liver].all()
+
+
+def test_a_liver_own_cavity_is_filled_whatever_its_size_but_not_by_close_liver():
+    """clean_liver fills what the network's liver encloses (a large tumor it left out);
+    close_liver, for a liver whose edge was drawn again, fills only what the closing seals."""
+    liver, tumor, kidney = liver_with_hollows(mouths=False)
+    assert clean_liver(liver, SPACING_ZYX)[kidney | tumor].all()
+    closed = close_liver(liver, SPACING_ZYX)
+    assert closed[tumor].all() and closed[kidney].mean() < 0.2
 
 
 def test_closing_radius_is_in_millimetres_per_axis():

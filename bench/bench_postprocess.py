@@ -14,10 +14,12 @@ import numpy as np
 
 def main() -> None:
     from deepliver.inference.postprocess import (
+        MAX_SEALED_CAVITY_ML,
         clean_liver,
         clean_tumors,
         close_mask,
-        fill_holes,
+        fill_cavities,
+        fill_slice_holes,
         largest_component,
         liver_box,
     )
@@ -40,14 +42,19 @@ def main() -> None:
         tumor[k, j, i] = True  # specks
     print(f"512 x 512 x 200 phantom seed {seed}, spacing {np.round(grid.spacing, 3).tolist()}")
     largest = largest_component(liver)
-    closed = close_mask(largest, grid, 5.0)
+    filled = fill_cavities(largest)
+    closed = close_mask(filled, grid, 5.0)
+    limit = MAX_SEALED_CAVITY_ML
+    sealed = fill_cavities(closed, grid, limit)
     crop = liver_box(largest, grid, 0)
     print(f"liver box {crop.shape} = {np.prod(crop.shape) / 1e6:.1f} M voxels")
     steps = [  # in the order clean_liver runs them, each on the previous step's output
         ("largest_component", lambda: largest_component(liver)),
-        ("close_mask 5 mm", lambda: close_mask(largest, grid, 5.0)),
-        ("fill_holes (3D + per slice)", lambda: fill_holes(closed, grid)),
-        ("clean_liver (all three)", lambda: clean_liver(liver, grid)),
+        ("fill_cavities (3D)", lambda: fill_cavities(largest)),
+        ("close_mask 5 mm", lambda: close_mask(filled, grid, 5.0)),
+        ("fill_cavities sealed, limited", lambda: fill_cavities(closed, grid, limit)),
+        ("fill_slice_holes", lambda: fill_slice_holes(sealed, grid)),
+        ("clean_liver (all five)", lambda: clean_liver(liver, grid)),
         ("clean_tumors", lambda: clean_tumors(tumor, labels > 0, grid)),
         ("liver_box 20 mm", lambda: liver_box(labels > 0, grid, 20.0)),
     ]

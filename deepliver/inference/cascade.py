@@ -1,13 +1,14 @@
 """The liver-then-tumor cascade: the whole volume at coarse resolution finds the liver, the
 liver's box at fine resolution finds the tumors, and both land on the input's exact grid.
 
-Liver model -> largest component, closing, hole filling -> (the liver label's edge drawn again
-at fine resolution near the coarse edge, where a ``liver-fine-<family>`` model is bundled:
-:func:`fine_liver`) -> the coarse liver's box plus a margin -> tumor model in the box (and on
-its mirror image: :func:`deepliver.models.predict.predict_probability`), on the CT blanked
-beyond 5 mm of the coarse liver -> tumors kept inside the liver, specks removed -> labels
-0/1/2 on the input grid. A run without a tumor model stops after the liver; a run that finds
-no liver returns empty labels and says so.
+Liver model -> largest component, cavities filled, closing, in-slice holes filled -> (the
+liver label's edge drawn again at fine resolution near the coarse edge, where a
+``liver-fine-<family>`` model is bundled: :func:`fine_liver`) -> the coarse liver's box plus a
+margin -> tumor model in the box (and on its mirror image:
+:func:`deepliver.models.predict.predict_probability`), on the CT blanked beyond 5 mm of the
+coarse liver -> tumors kept inside the liver, specks removed -> labels 0/1/2 on the input grid.
+A run without a tumor model stops after the liver; a run that finds no liver returns empty
+labels and says so.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from deepliver.annotation.structures import LIVER, TUMOR
 from deepliver.inference.postprocess import (
     clean_liver,
     clean_tumors,
+    close_liver,
     edge_from,
+    largest_component,
     liver_box,
     liver_only,
 )
@@ -172,7 +175,8 @@ def fine_liver(ct: Volume, liver: np.ndarray, box: Box, model, device: str) -> n
     fine = mask_of(probability_on_grid(network, card, ct.crop(box), device)).array
     redrawn = liver.copy()
     redrawn[box.slices] = edge_from(liver[box.slices], fine.astype(bool), ct.grid, LIVER_EDGE_MM)
-    return clean_liver(redrawn, ct.grid)
+    # Not clean_liver: a cavity the new edge seals is not one of the coarse liver's own.
+    return close_liver(largest_component(redrawn), ct.grid)
 
 
 @dataclass
