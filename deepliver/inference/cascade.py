@@ -1,14 +1,14 @@
 """The liver-then-tumor cascade: the whole volume at coarse resolution finds the liver, the
 liver's box at fine resolution finds the tumors, and both land on the input's exact grid.
 
-Liver model -> largest component, cavities filled, closing, in-slice holes filled -> (the
-liver label's edge drawn again at fine resolution near the coarse edge, where a
-``liver-fine-<family>`` model is bundled: :func:`fine_liver`) -> the coarse liver's box plus a
-margin -> tumor model in the box (and on its mirror image:
-:func:`deepliver.models.predict.predict_probability`), on the CT blanked beyond 5 mm of the
-coarse liver -> tumors kept inside the liver, specks removed -> labels 0/1/2 on the input grid.
-A run without a tumor model stops after the liver; a run that finds no liver returns empty
-labels and says so.
+Liver model -> largest component, cavities filled, closing, cavities it sealed filled up to a
+size (not a kidney), in-slice holes filled -> (the liver label's edge drawn again at fine
+resolution near the coarse edge, where a ``liver-fine-<family>`` model is bundled:
+:func:`fine_liver`) -> the coarse liver's box plus a margin -> tumor model in the box (and on
+its mirror image: :func:`deepliver.models.predict.predict_probability`), on the CT blanked
+beyond 5 mm of the coarse liver -> tumors kept inside the liver, specks removed -> labels 0/1/2
+on the input grid. A run without a tumor model stops after the liver; a run that finds no
+liver returns empty labels and says so.
 """
 
 from __future__ import annotations
