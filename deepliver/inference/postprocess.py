@@ -137,7 +137,7 @@ def fill_slice_holes(
     mask = np.asarray(mask, dtype=bool)
     box = Box.around(mask)
     result = mask.copy()
-    if box is None or max_slice_hole_mm2 <= 0:
+    if box is None:
         return result
     crop = mask[box.slices]
     holes = ndimage.binary_fill_holes(crop, structure=SLICE_CONNECTIVITY) & ~crop
