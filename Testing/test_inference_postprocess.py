@@ -211,3 +211,46 @@ def test_the_fine_edge_is_taken_only_near_the_coarse_surface():
     assert not narrow[radius > 13.5].any()
     with pytest.raises(ValueError, match="differ in shape"):
         edge_from(coarse, fine[:5], grid, 4.0)
+
+
+def random_blobs(shape: tuple[int, int, int], seed: int) -> np.ndarray:
+    noise = np.random.default_rng(seed).random(shape)
+    return ndimage.gaussian_filter(noise, 1.5) > 0.5
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hole_filling_matches_scipy_fill_holes(seed):
+    mask = random_blobs((20, 40, 36), seed)
+    grid_zyx = (2.0, 0.8, 0.8)
+    assert np.array_equal(fill_cavities(mask), ndimage.binary_fill_holes(mask))
+    in_plane = ndimage.binary_fill_holes(
+        mask,
+        structure=np.pad(np.ones((1, 3, 3)), ((1, 1), (0, 0), (0, 0)))
+        * ndimage.generate_binary_structure(3, 1),
+    )
+    assert np.array_equal(fill_slice_holes(mask, grid_zyx, max_slice_hole_mm2=1e9), in_plane)
+    # With limits: a hole is filled when its volume (area) is at most the limit.
+    holes, _ = ndimage.label(ndimage.binary_fill_holes(mask) & ~mask)
+    volumes_ml = np.bincount(holes.ravel()) * np.prod(grid_zyx) / 1000.0
+    limit = float(np.median(volumes_ml[1:])) if holes.max() else 0.0
+    expected = mask | ((volumes_ml <= limit) & (np.arange(len(volumes_ml)) > 0))[holes]
+    assert np.array_equal(fill_cavities(mask, grid_zyx, limit), expected)
+
+
+@pytest.mark.parametrize("spacing_zyx", [(2.5, 0.7, 0.9), (1.0, 0.875, 0.875), (0.6, 0.6, 0.6)])
+def test_the_gate_is_a_euclidean_ball_in_millimetres(spacing_zyx):
+    """liver_only keeps what lies within the margin of the liver, exactly: the voxels an exact
+    distance transform (scipy's) puts at most that far, a voxel right at the margin included."""
+    liver = random_blobs((16, 40, 40), seed=7) & (np.indices((16, 40, 40))[0] > 4)
+    grid = Grid(liver.shape, spacing=spacing_zyx[::-1])
+    ct = Volume(np.full(liver.shape, 50, dtype=np.int16), grid)
+    distance = ndimage.distance_transform_edt(~liver, sampling=spacing_zyx)
+    for margin in (1.0, 3.0, 5.0):
+        kept = liver_only(ct, liver, margin_mm=margin).array == 50
+        assert np.array_equal(kept, distance <= margin + 1e-9), margin
+
+
+def test_a_liver_filling_the_whole_crop_keeps_every_voxel():
+    grid = Grid((12, 10, 6), spacing=(0.8, 0.8, 2.0))
+    ct = Volume(np.full(grid.shape, 70, dtype=np.int16), grid)
+    assert (liver_only(ct, np.ones(grid.shape, dtype=bool)).array == 70).all()

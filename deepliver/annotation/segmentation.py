@@ -66,7 +66,7 @@ class Segmentation:
     @classmethod
     def from_label_map(cls, labels: Volume, split_tumors: bool = True) -> Segmentation:
         """Liver (labels 1 and 2) and tumors (label 2), each lesion its own segment if split."""
-        values = {int(v) for v in np.unique(labels.array)} - {0}
+        values = {int(v) for v in np.unique(labels.array[labels.array != 0])}
         for value in sorted(values):
             structure_by_label(value)  # refuses a value no structure has
         liver = (labels.array == LIVER.label) | (labels.array == TUMOR.label)

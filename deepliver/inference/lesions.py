@@ -244,10 +244,9 @@ def summary(
     """The numbers a reader wants first: liver volume (tumors included), tumor volume and
     burden, lesion count, which models made the result and how long each stage took."""
     ct.require_same_grid(labels)
-    counts = np.bincount(labels.array.ravel(), minlength=3)
     voxel_ml = float(np.prod(labels.spacing)) / 1000.0
-    liver_ml = float(counts[LIVER.label] + counts[TUMOR.label]) * voxel_ml
-    tumor_ml = float(counts[TUMOR.label]) * voxel_ml
+    tumor_ml = np.count_nonzero(labels.array == TUMOR.label) * voxel_ml
+    liver_ml = np.count_nonzero(labels.array == LIVER.label) * voxel_ml + tumor_ml
     return {
         "liver_volume_ml": round(liver_ml, 2),
         "tumor_volume_ml": round(tumor_ml, 3),

