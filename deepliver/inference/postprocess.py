@@ -131,7 +131,7 @@ def fill_cavities(
     if box is None:
         return result
     crop = mask[box.slices]
-    components, enclosed = _enclosed_background(crop, LIVER_CONNECTIVITY, in_plane=False)
+    components, enclosed = _enclosed_background(crop, LIVER_CONNECTIVITY)
     if max_cavity_ml is not None:
         voxel_ml = float(np.prod(spacing_zyx(spacing_zyx_or_grid))) / 1000.0
         enclosed &= np.bincount(components.ravel(), minlength=enclosed.size) * voxel_ml <= (
@@ -159,7 +159,7 @@ def fill_slice_holes(
     if box is None:
         return result
     crop = mask[box.slices]
-    components, enclosed = _enclosed_background(crop, SLICE_CONNECTIVITY, in_plane=True)
+    components, enclosed = _enclosed_background(crop, SLICE_CONNECTIVITY)
     spacing = spacing_zyx(spacing_zyx_or_grid)
     areas = np.bincount(components.ravel(), minlength=enclosed.size) * (spacing[1] * spacing[2])
     enclosed &= areas <= max_slice_hole_mm2
@@ -168,19 +168,20 @@ def fill_slice_holes(
 
 
 def _enclosed_background(
-    crop: np.ndarray, connectivity: np.ndarray, in_plane: bool
+    crop: np.ndarray, connectivity: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """The background's components and, per component number, whether the mask encloses it.
 
     A component that reaches a face of the mask's box is open: it runs on outside. Labelling
     the background once gives both the holes and their sizes, in half the time or less of
     ``ndimage.binary_fill_holes`` (a dilation repeated until nothing changes) and a second
-    labelling. ``in_plane`` looks at the four in-plane faces only, for slice-wise connectivity.
+    labelling. With a connectivity that does not link slices, only the in-plane faces count.
     """
     components, count = ndimage.label(~crop, structure=connectivity)
     enclosed = np.ones(count + 1, dtype=bool)
     enclosed[0] = False  # the mask itself
-    for axis in (1, 2) if in_plane else (0, 1, 2):
+    links_slices = connectivity[0].any() or connectivity[2].any()
+    for axis in (0, 1, 2) if links_slices else (1, 2):
         for end in (0, -1):
             enclosed[np.take(components, end, axis=axis)] = False
     return components, enclosed
