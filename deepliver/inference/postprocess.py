@@ -103,7 +103,8 @@ def _within_mm(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.nd
         disk = _disk(limit - (dz * spacing[0]) ** 2, spacing[1], spacing[2])
         dilated = np.stack([cv2.dilate(image, disk) for image in slices]).view(bool)
         result[dz:] |= dilated[: depth - dz]
-        result[: depth - dz] |= dilated[dz:]
+        if dz:  # the other side of the ball
+            result[: depth - dz] |= dilated[dz:]
     return result
 
 
@@ -125,20 +126,10 @@ def fill_cavities(
     """Fill what the mask encloses in 3D: tumors and vessel stumps a network left out of the
     liver's interior, which the tumor stage must see; with ``max_cavity_ml`` (and a spacing),
     only cavities up to that volume."""
-    mask = np.asarray(mask, dtype=bool)
-    box = Box.around(mask)
-    result = mask.copy()
-    if box is None:
-        return result
-    crop = mask[box.slices]
-    components, enclosed = _enclosed_background(crop, LIVER_CONNECTIVITY)
-    if max_cavity_ml is not None:
-        voxel_ml = float(np.prod(spacing_zyx(spacing_zyx_or_grid))) / 1000.0
-        enclosed &= np.bincount(components.ravel(), minlength=enclosed.size) * voxel_ml <= (
-            max_cavity_ml
-        )
-    result[box.slices] = crop | enclosed[components]
-    return result
+    if max_cavity_ml is None:
+        return _fill_enclosed(mask, LIVER_CONNECTIVITY)
+    voxel_ml = float(np.prod(spacing_zyx(spacing_zyx_or_grid))) / 1000.0
+    return _fill_enclosed(mask, LIVER_CONNECTIVITY, max_cavity_ml, voxel_ml)
 
 
 def fill_slice_holes(
@@ -153,30 +144,33 @@ def fill_slice_holes(
     slice can also show enclosed but is not liver: the vena cava wrapped by the caudate lobe
     (about 400 mm^2), the gallbladder.
     """
+    spacing = spacing_zyx(spacing_zyx_or_grid)
+    return _fill_enclosed(
+        mask, SLICE_CONNECTIVITY, max_slice_hole_mm2, float(spacing[1] * spacing[2])
+    )
+
+
+def _fill_enclosed(
+    mask: np.ndarray,
+    connectivity: np.ndarray,
+    max_size: float | None = None,
+    voxel_size: float = 1.0,
+) -> np.ndarray:
+    """``mask`` (bool) with the background it encloses filled: background components, joined by
+    ``connectivity``, that reach no face of the mask's box (only the in-plane faces count when
+    the connectivity does not link slices); with ``max_size``, only those of at most that many
+    voxels times ``voxel_size``.
+
+    Labelling the background once gives both the holes and their sizes, in half the time or
+    less of ``ndimage.binary_fill_holes`` (a dilation repeated until nothing changes) and a
+    second labelling.
+    """
     mask = np.asarray(mask, dtype=bool)
     box = Box.around(mask)
     result = mask.copy()
     if box is None:
         return result
     crop = mask[box.slices]
-    components, enclosed = _enclosed_background(crop, SLICE_CONNECTIVITY)
-    spacing = spacing_zyx(spacing_zyx_or_grid)
-    areas = np.bincount(components.ravel(), minlength=enclosed.size) * (spacing[1] * spacing[2])
-    enclosed &= areas <= max_slice_hole_mm2
-    result[box.slices] = crop | enclosed[components]
-    return result
-
-
-def _enclosed_background(
-    crop: np.ndarray, connectivity: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The background's components and, per component number, whether the mask encloses it.
-
-    A component that reaches a face of the mask's box is open: it runs on outside. Labelling
-    the background once gives both the holes and their sizes, in half the time or less of
-    ``ndimage.binary_fill_holes`` (a dilation repeated until nothing changes) and a second
-    labelling. With a connectivity that does not link slices, only the in-plane faces count.
-    """
     components, count = ndimage.label(~crop, structure=connectivity)
     enclosed = np.ones(count + 1, dtype=bool)
     enclosed[0] = False  # the mask itself
@@ -184,7 +178,10 @@ def _enclosed_background(
     for axis in (0, 1, 2) if links_slices else (1, 2):
         for end in (0, -1):
             enclosed[np.take(components, end, axis=axis)] = False
-    return components, enclosed
+    if max_size is not None:
+        enclosed &= np.bincount(components.ravel(), minlength=count + 1) * voxel_size <= max_size
+    result[box.slices] = crop | enclosed[components]
+    return result
 
 
 def edge_from(
@@ -216,9 +213,9 @@ def clean_liver(
 def close_liver(
     liver: np.ndarray, spacing_zyx_or_grid: Grid | tuple[float, float, float]
 ) -> np.ndarray:
-    """A liver whose own cavities are filled, closed with a ball of ``CLOSING_MM``, the
-    cavities the closing sealed filled up to ``MAX_SEALED_CAVITY_ML``, and in-slice holes up
-    to ``MAX_SLICE_HOLE_MM2`` filled (bool).
+    """The liver closed with a ball of ``CLOSING_MM``, then the cavities it encloses filled up to
+    ``MAX_SEALED_CAVITY_ML`` and in-slice holes up to ``MAX_SLICE_HOLE_MM2`` (bool). Larger
+    cavities stay open: :func:`clean_liver` fills the network liver's own ones first.
 
     A cavity that only the closing (or an edge drawn again) seals is a tumor at the capsule
     that the network left out, or a neighbour lying in a hollow of the liver: the right kidney
