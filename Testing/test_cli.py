@@ -118,7 +118,8 @@ def test_real_series_without_uids_is_listed_and_converted(tmp_path, real_data):
     (series,) = listing["series"]
     assert series["series"].startswith("NO-SERIES-UID-")
     assert any(p["kind"] == "missing_uids" for p in series["problems"])
-    deepliver("convert", folder, tmp_path / "ct.nii.gz", "--series", series["series"])
+    done = deepliver("convert", folder, tmp_path / "ct.nii.gz", "--series", series["series"])
+    assert f"ct.nii.gz: {folder}, 512 x 512 x 20 voxels" in done.stdout  # not "series , ..."
     assert read_image(tmp_path / "ct.nii.gz").shape == (20, 512, 512)
 
 

@@ -178,3 +178,49 @@ def test_frame_off_its_source_slice_is_refused(tmp_path, phantom_series):
     ds.save_as(tmp_path / "moved.dcm")
     with pytest.raises(DeepLiverError, match="moved.dcm: frame 1 does not lie on the grid"):
         read_dicom_seg(tmp_path / "moved.dcm", source_folder=folder)
+
+
+def test_real_ge_series_gets_a_seg_of_its_liver(tmp_path, real_data):
+    """The GE files carry an empty Specific Character Set and a one-word patient name: the SEG
+    is written all the same (highdicom refused '' before), quietly, and reads back."""
+    folder = real_data / "ge_ct_3slice"
+    ct, identity = read_series(folder)
+    liver = read_image(real_data / "ge_ct_3slice_labels" / "liver_seg.nrrd")
+    segmentation = Segmentation.from_label_map(liver)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = write_dicom_seg(segmentation, folder, tmp_path / "seg.dcm", series_identity=identity)
+    assert not [w for w in caught if "person name" in str(w.message)]
+    assert "SpecificCharacterSet" not in pydicom.dcmread(path)  # the default repertoire
+    back = read_dicom_seg(path, source_folder=folder)
+    assert back.grid.same_as(ct.grid)
+    np.testing.assert_array_equal(back.masks, segmentation.masks)
+
+
+def test_empty_default_before_code_extensions_is_named(tmp_path, phantom_series):
+    folder, _, segmentation = phantom_series
+    source = tmp_path / "ct"
+    source.mkdir()
+    for file in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(file)
+        ds.SpecificCharacterSet = ["", "ISO 2022 IR 100"]
+        ds.save_as(source / file.name)
+    path = write_dicom_seg(segmentation, source, tmp_path / "seg.dcm")
+    assert list(pydicom.dcmread(path).SpecificCharacterSet) == ["ISO 2022 IR 6", "ISO 2022 IR 100"]
+
+
+def test_series_without_uids_is_refused_naming_what_it_lacks(tmp_path, real_data):
+    """The Siemens files had their UIDs blanked: a SEG could not say which slices it covers."""
+    folder = real_data / "siemens_ct_jpeg2000"
+    ct, identity = read_series(folder)
+    assert identity.missing_uids == [
+        "Study Instance UID",
+        "Series Instance UID",
+        "SOP Instance UIDs",
+    ]
+    labels = ct.with_array((ct.array > 0).astype(np.uint8))
+    segmentation = Segmentation.from_label_map(labels)
+    for known in (identity, None):
+        with pytest.raises(DeepLiverError, match="seg.dcm: .* lack Study Instance UID, Series"):
+            write_dicom_seg(segmentation, folder, tmp_path / "seg.dcm", series_identity=known)
+    assert not list(tmp_path.iterdir())

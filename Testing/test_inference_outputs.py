@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 
@@ -138,3 +139,22 @@ def test_overview_slices_show_tumor_and_the_liver_middle(dicom_phantom, tmp_path
     path = write_overview(ct, labels, tmp_path / "one.png", n_slices=2)
     with Image.open(path) as image:
         assert image.width >= 2 * 200
+
+
+def test_a_refused_dicom_seg_leaves_a_former_runs_files_as_they_were(dicom_phantom, tmp_path):
+    ct, labels, identity, dicom = dicom_phantom
+    out = tmp_path / "out"
+    write_outputs(ct, labels, out, identity=identity, dicom_source=dicom, dicom_seg=True)
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    blanked = tmp_path / "blanked"  # the same series, one slice without its SOP Instance UID
+    blanked.mkdir()
+    for number, file in enumerate(sorted(dicom.iterdir())):
+        ds = pydicom.dcmread(file)
+        if number == 3:
+            del ds.SOPInstanceUID
+            del ds.file_meta.MediaStorageSOPInstanceUID
+        ds.save_as(blanked / file.name, enforce_file_format=False)
+    fewer = labels.with_array(np.where(labels.array == 2, 1, labels.array).astype(np.uint8))
+    with pytest.raises(DeepLiverError, match="lack SOP Instance UIDs"):
+        write_outputs(ct, fewer, out, dicom_source=blanked, dicom_seg=True)
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before

@@ -10,6 +10,7 @@ import torch
 
 from deepliver.cli import main
 from deepliver.io.dicom_read import read_series
+from deepliver.io.dicom_seg import read_dicom_seg
 from deepliver.io.dicom_write import write_ct_series
 from deepliver.io.image_files import read_image, write_image
 from deepliver.models.card import bundled_models_dir
@@ -64,6 +65,22 @@ def test_nifti_input_gives_the_same_labels(tmp_path, held_out):
     assert (a.array != b.array).mean() <= 1e-4
     assert dice(a.array == 2, b.array == 2) >= 0.99
     assert segment(folder / "ct.nii.gz", "-o", tmp_path / "c", "--dicom-seg") == 1
+
+
+def test_real_series_get_a_dicom_seg_or_a_reason_before_any_work(tmp_path, real_data, capsys):
+    """GE files (an empty Specific Character Set) get their SEG; the Siemens files, whose UIDs
+    were blanked, cannot be referenced by one: refused before the models run."""
+    ge = real_data / "ge_ct_3slice"
+    assert segment(ge, "-o", tmp_path / "ge", "--dicom-seg") == 0
+    labels = read_image(tmp_path / "ge" / "labels.nii.gz")
+    back = read_dicom_seg(tmp_path / "ge" / "labels.dcm", source_folder=ge).label_map()
+    assert back.grid.same_as(labels.grid)
+    np.testing.assert_array_equal(back.array, labels.array)
+    capsys.readouterr()
+    siemens = real_data / "siemens_ct_jpeg2000"
+    assert segment(siemens, "-o", tmp_path / "siemens", "--dicom-seg") == 1
+    assert "--dicom-seg cannot be met" in capsys.readouterr().err
+    assert not (tmp_path / "siemens").exists()
 
 
 def test_a_series_that_is_not_ct_is_refused_unless_forced(tmp_path, held_out, capsys):

@@ -220,3 +220,25 @@ def test_add_refuses_labels_on_another_grid(tmp_path):
     )
     assert "labels.nii.gz is not on the grid of its image" in refused.stderr
     assert not (tmp_path / "store").exists()
+
+
+def test_real_series_add_and_export_or_refuse_by_file(tmp_path, real_data):
+    """The GE series' own SEG goes in and comes out as a SEG again (its files carry an empty
+    Specific Character Set); the Siemens multi-organ map is refused naming the file and value."""
+    from deepliver.io.dicom_seg import read_dicom_seg
+
+    store, ge = tmp_path / "store", real_data / "ge_ct_3slice"
+    original = real_data / "ge_ct_3slice_labels" / "liver_seg.dcm"
+    added = deepliver("store", "add", store, ge, original, "--reader", "x", "--progress", "jsonl")
+    series = json.loads(added.stdout.splitlines()[-1])["outputs"]["series"]
+    out = tmp_path / "liver.dcm"
+    deepliver("store", "export", store, series, "-o", out, "--format", "dicom-seg", "--dicom", ge)
+    back, first = read_dicom_seg(out, ge), read_dicom_seg(original, ge)
+    assert back.grid.same_as(first.grid)
+    np.testing.assert_array_equal(back.masks, first.masks)
+
+    organs = real_data / "siemens_ct_jpeg2000_labels" / "multilabel.nii.gz"
+    siemens = real_data / "siemens_ct_jpeg2000"
+    refused = deepliver("store", "add", tmp_path / "s", siemens, organs, "--reader", "x", expect=1)
+    assert f"{organs}: no structure has label value 5" in refused.stderr
+    assert not (tmp_path / "s").exists()

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     volume, identity = load_volume(args.path, args.series, args.allow_gaps, progress)
     reporter.stage(f"writing {args.out.name}", 0.7)
     write_image(volume, args.out)
-    source = f"series {identity.series_uid}" if identity else str(args.path)
+    source = f"series {identity.series_uid}" if identity and identity.series_uid else args.path
     size = " x ".join(map(str, volume.grid.size_ijk))
     spacing = " x ".join(f"{v:.4g}" for v in volume.spacing)
     reporter.log(f"Wrote {args.out}: {source}, {size} voxels, {spacing} mm, {volume.array.dtype}")

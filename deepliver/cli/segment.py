@@ -60,6 +60,11 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     timings["read"] = time.perf_counter() - start
     if args.dicom_seg and identity is None:
         raise DeepLiverError(f"{args.input}: --dicom-seg needs a DICOM series as input")
+    if args.dicom_seg and identity.missing_uids:
+        raise DeepLiverError(
+            f"{args.input}: --dicom-seg cannot be met: a DICOM SEG references its source slices"
+            f" by UID, and these files lack {', '.join(identity.missing_uids)}"
+        )
     if identity is not None and identity.modality != "CT" and not args.force:
         raise DeepLiverError(
             f"{args.input}: series {identity.series_uid} is {identity.modality or 'of no modality'}"

@@ -1,7 +1,8 @@
 """Everything one segmentation run leaves in its output folder, written in one call.
 
-``labels.nii.gz`` and ``labels.seg.nrrd`` lie on the input's exact grid; ``labels.dcm`` (a DICOM
-SEG over the source slices) is added on request for DICOM input; then the lesion table, the
+``labels.dcm`` (a DICOM SEG over the source slices, on request for DICOM input) comes first, as
+highdicom may refuse a source: then nothing is written and a former run's files stay together.
+Then ``labels.nii.gz`` and ``labels.seg.nrrd`` on the input's exact grid, the lesion table, the
 overview PNG and, last, ``summary.json`` with the time this writing took. Every file is written
 atomically, so a reader never sees half a file.
 """
@@ -78,18 +79,18 @@ def write_outputs(
     paths: dict[str, Path] = {}
     notes: list[str] = []
 
-    paths["labels_nifti"] = write_image(labels, folder / LABELS_NIFTI)
     segmentation = Segmentation.from_label_map(labels)
-    # With nothing found, an empty Liver segment keeps the file a segmentation to draw into.
-    editable = segmentation if segmentation.segments else _empty_liver(labels)
-    paths["labels_seg_nrrd"] = write_seg_nrrd(editable, folder / LABELS_SEG_NRRD)
-    if dicom_seg:
+    if dicom_seg:  # first: if the source cannot take one, a former run's files stay as they were
         if segmentation.segments:
             paths["dicom_seg"] = _write_dicom_seg(
                 segmentation, dicom_source, folder / LABELS_DICOM_SEG, identity, models
             )
         else:
             notes.append("no liver or tumor found: no DICOM SEG written (it needs a segment)")
+    paths["labels_nifti"] = write_image(labels, folder / LABELS_NIFTI)
+    # With nothing found, an empty Liver segment keeps the file a segmentation to draw into.
+    editable = segmentation if segmentation.segments else _empty_liver(labels)
+    paths["labels_seg_nrrd"] = write_seg_nrrd(editable, folder / LABELS_SEG_NRRD)
     lesions = lesion_table(labels, ct, tumor_probability)
     paths["lesions_csv"], paths["lesions_json"] = write_lesion_table(lesions, folder)
     paths["overview"] = write_overview(ct, labels, folder / OVERVIEW_PNG)

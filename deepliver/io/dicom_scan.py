@@ -33,6 +33,7 @@ from deepliver.io.problems import (
     UNEVEN_SPACING,
     Problem,
 )
+from deepliver.io.series_identity import missing_uids
 
 # Two slices closer than this along the normal are the same slice position (mm).
 DUPLICATE_TOLERANCE_MM = 1e-3
@@ -287,15 +288,7 @@ def _detect_shear(distinct: list[SliceHeader], normal: np.ndarray, label: str) -
 
 def _missing_uid_problems(stack: SeriesInfo) -> list[Problem]:
     """A Problem when UIDs are missing, since the series identity then rests on geometry."""
-    missing = [
-        name
-        for name, value in (
-            ("Study Instance UID", stack.study_uid),
-            ("Series Instance UID", stack.series_uid),
-            ("SOP Instance UIDs", all(h.sop_uid for h in stack.slices)),
-        )
-        if not value
-    ]
+    missing = missing_uids(stack.study_uid, stack.series_uid, [h.sop_uid for h in stack.slices])
     if not missing:
         return []
     folder = stack.slices[0].path.parent

@@ -13,6 +13,7 @@ each segment to its structure by its property type code (SRT codes of older tool
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import highdicom as hd
@@ -33,9 +34,11 @@ from deepliver.annotation.terminology import (
 from deepliver.errors import DeepLiverError
 from deepliver.io.atomic import write_atomically
 from deepliver.io.seg_frames import check_frames_on_grid, frames_on_own_planes
-from deepliver.io.series_identity import SeriesIdentity
+from deepliver.io.series_identity import SeriesIdentity, missing_uids
 from deepliver.io.source_series import Source, SourceSeries, source_series
 from deepliver.volume import Grid
+
+PERSON_NAME_WARNING = ".*unlikely to represent the intended person name"
 
 # --- writing -------------------------------------------------------------------------------
 
@@ -98,6 +101,27 @@ def _check_identity(identity: SeriesIdentity, source: SourceSeries) -> None:
         )
 
 
+def _require_references(source: SourceSeries, path: Path) -> None:
+    info = source.info
+    missing = missing_uids(info.study_uid, info.series_uid, source.sop_uids)
+    if missing:
+        raise DeepLiverError(
+            f"{path}: a DICOM SEG references its source slices by UID, and the files of "
+            f"{info.describe()} lack {', '.join(missing)}"
+        )
+
+
+def _character_set(source: pydicom.Dataset) -> str | list[str] | None:
+    """The source's Specific Character Set as highdicom takes it. Scanners write an empty value
+    for the default repertoire: alone it is left out (the same meaning), before code
+    extensions it is named ("ISO 2022 IR 6")."""
+    value = source.get("SpecificCharacterSet") or ""
+    values = [str(v).strip() for v in ([value] if isinstance(value, str) else value)]
+    if len(values) > 1:
+        return [v or "ISO 2022 IR 6" for v in values]
+    return values[0] or None
+
+
 def write_dicom_seg(
     segmentation: Segmentation,
     source: Source,
@@ -121,7 +145,8 @@ def write_dicom_seg(
     if not segmentation.segments:
         raise DeepLiverError(f"{path}: a DICOM SEG needs at least one segment")
     series_uid = series_identity.series_uid if series_identity else None
-    source_stack = source_series(source, series_uid)
+    source_stack = source_series(source, series_uid or None)
+    _require_references(source_stack, path)
     if series_identity is not None:
         _check_identity(series_identity, source_stack)
     masks = _masks_on_source(segmentation, source_stack)
@@ -132,24 +157,28 @@ def write_dicom_seg(
     ]
     pixels = np.moveaxis(masks, 0, -1).astype(np.uint8)  # (frames, rows, cols, segments)
     try:
-        seg = hd.seg.Segmentation(
-            source_images=datasets,
-            pixel_array=pixels,
-            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=descriptions,
-            series_instance_uid=hd.UID(),
-            series_number=series_number,
-            sop_instance_uid=hd.UID(),
-            instance_number=1,
-            manufacturer=manufacturer,
-            manufacturer_model_name="DeepLiver",
-            software_versions=deepliver.__version__,
-            device_serial_number="0",
-            content_label="DEEPLIVER",
-            content_description=series_description[:64] or None,
-            content_creator_name=content_creator,
-            omit_empty_frames=True,
-        )
+        with warnings.catch_warnings():
+            # highdicom doubts one-word patient names; the name is the source's, copied as is.
+            warnings.filterwarnings("ignore", PERSON_NAME_WARNING, UserWarning)
+            seg = hd.seg.Segmentation(
+                source_images=datasets,
+                pixel_array=pixels,
+                segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+                segment_descriptions=descriptions,
+                series_instance_uid=hd.UID(),
+                series_number=series_number,
+                sop_instance_uid=hd.UID(),
+                instance_number=1,
+                manufacturer=manufacturer,
+                manufacturer_model_name="DeepLiver",
+                software_versions=deepliver.__version__,
+                device_serial_number="0",
+                content_label="DEEPLIVER",
+                content_description=series_description[:64] or None,
+                content_creator_name=content_creator,
+                omit_empty_frames=True,
+                specific_character_set=_character_set(datasets[0]),
+            )
     except (ValueError, TypeError) as error:
         raise DeepLiverError(f"{path}: highdicom refused the segmentation ({error})") from None
     seg.SeriesDescription = series_description

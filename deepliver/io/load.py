@@ -42,7 +42,11 @@ def load_segmentation(path: Path, source_folder: Path | None = None) -> Segmenta
 
         return read_seg_nrrd(path)
     if is_image_file(path):
-        return Segmentation.from_label_map(read_image(path))
+        labels = read_image(path)
+        try:
+            return Segmentation.from_label_map(labels)
+        except DeepLiverError as error:  # a label value no structure has: say which file
+            raise DeepLiverError(f"{path}: {error}") from None
     from deepliver.io.dicom_seg import read_dicom_seg
 
     return read_dicom_seg(path, source_folder)

@@ -25,6 +25,17 @@ def _rounded(values, decimals: int) -> list[str]:
     return [f"{round(float(v), decimals) + 0.0:.{decimals}f}" for v in np.ravel(values)]
 
 
+def missing_uids(study_uid: str, series_uid: str, sop_uids) -> list[str]:
+    """The names of the UIDs a series lacks. Without them its identity rests on geometry, and a
+    DICOM SEG cannot reference its slices."""
+    present = (
+        ("Study Instance UID", bool(study_uid)),
+        ("Series Instance UID", bool(series_uid)),
+        ("SOP Instance UIDs", all(sop_uids)),
+    )
+    return [name for name, ok in present if not ok]
+
+
 def series_fingerprint(sop_uids: list[str] | tuple[str, ...], grid: Grid) -> str:
     """sha256 hex of the SOP UIDs in slice order and the rounded grid geometry."""
     payload = {
@@ -72,6 +83,10 @@ class SeriesIdentity:
             sop_uids=tuple(sop_uids),
             fingerprint=series_fingerprint(sop_uids, grid),
         )
+
+    @property
+    def missing_uids(self) -> list[str]:
+        return missing_uids(self.study_uid, self.series_uid, self.sop_uids)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (lists instead of tuples)."""
