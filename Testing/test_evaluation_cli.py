@@ -79,6 +79,20 @@ def test_cases_pair_by_name_prefer_one_format_and_list_the_rest(tmp_path, phanto
     assert pairing.truth_only == ["case03"]
 
 
+def test_two_files_are_one_case_whatever_their_names(tmp_path, phantom):
+    """`deepliver segment` names its file labels.nii.gz; the truth beside a series rarely is."""
+    truth, predicted = tmp_path / "liver_seg.nrrd", tmp_path / "out" / "labels.nii.gz"
+    write_image(phantom.labels, truth)
+    write_image(worse(phantom.labels), predicted)
+    evaluation = evaluate_paths(predicted, truth)
+    liver = next(r for r in evaluation.rows if r["structure"] == "liver")
+    expected = dice(worse(phantom.labels).array > 0, phantom.labels.array > 0)
+    assert liver["case"] == "liver_seg" and liver["dice"] == pytest.approx(expected, 1e-3)
+    assert evaluation.unmatched == {"prediction only": [], "truth only": []}
+    with pytest.raises(DeepLiverError, match="no case of"):  # folders still pair by name
+        evaluate_paths(predicted.parent, tmp_path)
+
+
 def test_dicom_seg_pairs_with_a_store_series_by_series_uid(tmp_path):
     series = phantom_series(tmp_path / "dicom", seed=5)
     store = AnnotationStore(tmp_path / "store")

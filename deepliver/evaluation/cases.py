@@ -6,7 +6,8 @@ SEG. A file's case name is its path below the folder without the suffix, with a 
 ``labels`` dropped, so ``truth/case07.nii.gz`` pairs with ``pred/case07/labels.nii.gz`` (what
 ``deepliver segment -o pred/case07`` writes). Files named ``ct.*`` are CT images, kept for the
 overlays, not label maps; DICOM files that are not SEG are passed over. Cases are paired by name,
-then by Series Instance UID (DICOM SEG, store); the rest are listed as unmatched.
+then by Series Instance UID (DICOM SEG, store); the rest are listed as unmatched. Two files
+given directly are one case.
 In a store, the truth is each series' newest reader revision; the prediction its newest model
 revision.
 """
@@ -75,6 +76,16 @@ def find_labels(path: Path, role: str) -> list[LabelSource]:
             f"{path}: no label maps found (NIfTI, NRRD, .seg.nrrd or DICOM SEG files)"
         )
     return sorted(sources.values(), key=lambda s: s.name)
+
+
+def pair_paths(prediction_path: Path, truth_path: Path) -> Pairing:
+    """The cases under the two paths, paired (:func:`pair`). Two files are one case whatever
+    their names: that is what a user comparing two files means."""
+    predictions = find_labels(prediction_path, "prediction")
+    truths = find_labels(truth_path, "truth")
+    if Path(prediction_path).is_file() and Path(truth_path).is_file():
+        return Pairing([(predictions[0], truths[0])], [], [])
+    return pair(predictions, truths)
 
 
 def pair(predictions: list[LabelSource], truths: list[LabelSource]) -> Pairing:

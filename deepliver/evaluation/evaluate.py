@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from deepliver.evaluation import lesions, metrics
-from deepliver.evaluation.cases import LabelSource, find_labels, pair
+from deepliver.evaluation.cases import LabelSource, pair_paths
 from deepliver.evaluation.report import snapshot
 from deepliver.evaluation.results import STRUCTURES, Evaluation
 from deepliver.progress import Progress
@@ -113,7 +113,7 @@ def evaluate_paths(
 ) -> Evaluation:
     """`deepliver evaluate`: every paired case scored; unpaired ones listed."""
     report = progress or (lambda stage, fraction: None)
-    pairing = pair(find_labels(prediction_path, "prediction"), find_labels(truth_path, "truth"))
+    pairing = pair_paths(prediction_path, truth_path)
     evaluation = Evaluation(
         models=[{"model": PREDICTION, "seconds_per_case": None, "size_mb": None}],
         unmatched={"prediction only": pairing.prediction_only, "truth only": pairing.truth_only},
