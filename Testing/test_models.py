@@ -183,6 +183,28 @@ def test_predict_mask_lands_on_the_exact_input_grid(oblique_grid, architecture):
     assert mask.array.dtype == np.uint8 and set(np.unique(mask.array)) <= {0, 1}
 
 
+class Everywhere(torch.nn.Module):
+    """A network that calls every voxel foreground: where its answer lands is all that shows."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(image.shape[0], 2, *image.shape[2:])
+        logits[:, 1] = 10.0
+        return logits
+
+
+@pytest.mark.parametrize("stage", ["liver", "tumor"])
+def test_the_answer_reaches_every_input_voxel(stage):
+    """35 slices of 1.25 mm span 43.75 mm, 7 model slices of 6 mm 42 mm: the last input slice
+    lies beyond the model grid's last sample, and must get its answer all the same."""
+    card = tiny_card(stage=stage)
+    grid = Grid((35, 40, 40), (0.0, 0.0, 0.0), (1.0, 1.0, 1.25))
+    ct = Volume(np.zeros(grid.shape, np.int16), grid)
+    assert grid.with_spacing(card.spacing_mm).shape[0] == 7
+    mask = predict_mask(Everywhere(), card, ct)
+    assert mask.grid.same_as(grid)
+    assert mask.array.all(), f"slices without an answer: {np.flatnonzero(~mask.array.all((1, 2)))}"
+
+
 @pytest.mark.parametrize("architecture", ["unet2d", "unet3d"])
 def test_tumor_models_see_the_crop_and_its_mirror_image(architecture):
     """Mirroring a tumor crop left to right mirrors the tumor answer exactly (it is the mean of

@@ -287,8 +287,15 @@ class Volume:
     def resampled_to_spacing(self, spacing, label: bool = False) -> Volume:
         return self.resampled_onto(self.grid.with_spacing(spacing), label=label)
 
-    def resampled_onto(self, grid: Grid, label: bool = False, fill=None) -> Volume:
-        """This volume sampled on another grid: nearest neighbour for labels, linear otherwise."""
+    def resampled_onto(
+        self, grid: Grid, label: bool = False, fill=None, extrapolate: bool = False
+    ) -> Volume:
+        """This volume sampled on another grid: nearest neighbour for labels, linear otherwise.
+
+        Beyond this volume's box, voxels get ``fill``, or with ``extrapolate`` the value of the
+        nearest edge voxel: a model grid (:meth:`Grid.with_spacing`) may end up to half a model
+        voxel short of the input's box, and the input's edge voxels still need the answer.
+        """
         if grid.same_as(self.grid):
             return Volume(self.array.copy(), grid)
         if fill is None:
@@ -300,7 +307,13 @@ class Volume:
         interpolator = sitk.sitkNearestNeighbor if label else sitk.sitkLinear
         source = self.to_sitk()
         resampled = sitk.Resample(
-            source, reference, sitk.Transform(), interpolator, fill, source.GetPixelID()
+            source,
+            reference,
+            sitk.Transform(),
+            interpolator,
+            fill,
+            source.GetPixelID(),
+            extrapolate,
         )
         return Volume(sitk.GetArrayFromImage(resampled), grid)
 

@@ -129,11 +129,12 @@ def probability_on_grid(
 
     The probability goes back onto the input grid as uint8, resampled linearly, and is
     thresholded there (:func:`mask_of`): smoother edges than a nearest-neighbour coarse mask,
-    and no float copy at the input's full size.
+    and no float copy at the input's full size. Input voxels beyond the model grid's last
+    samples (it may stop up to half a model voxel short) take the nearest sample's answer.
     """
     probability = predict_probability(model, card, volume, device)
     scaled = np.rint(probability.array * 255.0).astype(np.uint8)
-    return probability.with_array(scaled).resampled_onto(volume.grid, label=False, fill=0)
+    return probability.with_array(scaled).resampled_onto(volume.grid, extrapolate=True)
 
 
 def mask_of(probability: Volume, threshold: float = 0.5) -> Volume:
