@@ -370,8 +370,10 @@ def test_missing_slice_is_reported_and_refused_unless_allowed(tmp_path):
     (missing,) = [p for p in series.problems if p.kind == MISSING_SLICES]
     assert "307.500" in missing.message and series.key in missing.message
     assert series.missing_positions == [307.5]
-    with pytest.raises(DeepLiverError, match="307.500"):
+    with pytest.raises(DeepLiverError, match="307.500") as refused:
         read_series(tmp_path)
+    assert str(refused.value).startswith(f"{tmp_path}: ")  # the folder, and what to do
+    assert "deepliver convert --allow-gaps" in str(refused.value)
 
     read, identity = read_series(tmp_path, allow_gaps=True)
     assert read.shape == volume.shape

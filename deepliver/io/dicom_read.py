@@ -178,7 +178,11 @@ def read_stack(
         raise DeepLiverError(f"cannot read {info.describe()} as a volume: {blocking[0].message}")
     if info.missing_positions and not allow_gaps:
         message = next(p.message for p in info.problems if p.kind == MISSING_SLICES)
-        raise DeepLiverError(f"{message}; refusing to read (allow gaps to fill them)")
+        folder = info.slices[0].path.parent
+        raise DeepLiverError(
+            f"{folder}: {message}; refusing to read it as one volume (`deepliver convert"
+            " --allow-gaps` writes it with the gaps filled at the series' lowest HU)"
+        )
     for problem in info.problems:
         logger.warning("%s", problem.message)
 
