@@ -82,6 +82,7 @@ def test_convert_picks_the_series_by_uid_and_keeps_geometry(tmp_path):
     refused = deepliver("convert", tmp_path / "in", tmp_path / "x.nii.gz", expect=1)
     assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("deepliver: error:")
     assert first.series_uid in refused.stderr and second.series_uid in refused.stderr
+    assert "choose one with --series" in refused.stderr
     out = tmp_path / "b.nrrd"
     deepliver("convert", tmp_path / "in", out, "--series", second.series_uid)
     volume = read_image(out)

@@ -222,7 +222,8 @@ def choose_series(report: ScanReport, path: Path | str, series_uid: str | None) 
     if series_uid is None:
         if len(report.series) > 1:
             raise DeepLiverError(
-                f"{path} holds {len(report.series)} image series; choose one of: {listing}"
+                f"{path} holds {len(report.series)} image series; choose one with --series:"
+                f" {listing}"
             )
         return report.series[0]
     chosen = report.find(series_uid)
