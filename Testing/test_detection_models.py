@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import deepliver
+from geometry_helpers import stored_as
 
 from deepliver.detection.linking import link_slices
 from deepliver.detection.losses import assign, yolo_loss
@@ -350,6 +351,10 @@ def test_box_scores_per_slice_and_per_lesion_by_hand():
     assert (rows["slice"]["tp"], rows["slice"]["fp"], rows["slice"]["fn"]) == (3, 0, 0)
     assert (rows["lesion"]["tp"], rows["lesion"]["fp"], rows["lesion"]["fn"]) == (1, 0, 0)
     assert (box_mask([exact], grid, labels > 0) == (labels == 2)).all()
+    # Stored as sagittal slices, the slices scored are still the 3 axial ones.
+    sagittal = (stored_as(v, (2, 0, 1), (False, False, False)) for v in (truth, ct))
+    rows = {r["level"]: r for r in box_rows("d", "c", [exact], *sagittal)}
+    assert (rows["slice"]["tp"], rows["slice"]["fp"], rows["slice"]["fn"]) == (3, 0, 0)
     # Shifted by half its width in x: IoU 1/3 per slice and in 3D -> misses, and a false box.
     shifted = DetectedLesion(1, 0.9, 3, (6.5, 4.5, 5.0), (10.5, 8.5, 11.0))
     rows = {r["level"]: r for r in box_rows("d", "c", [shifted], truth, ct)}

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import deepliver
+from geometry_helpers import stored_as
 from PIL import Image
 
 from deepliver.datasets import Case
@@ -161,6 +162,27 @@ def test_case_without_tumor_gives_present_empty_label_files(tmp_path):
     sick_split = next(s for s, names in manifest["splits"].items() if "sick" in names)
     assert sick_split != healthy_split
     assert read_yolo(out / sick_split / "yolo" / "sick_0002.txt", 21, 17) == [Box2D(6, 5, 10, 8)]
+
+
+def test_a_ras_or_sagittal_case_exports_the_same_axial_slices(tmp_path):
+    """Slices are axial and in the radiological view whatever order the files stored."""
+
+    def exported(name, order, flips):
+        def load():
+            return tuple(stored_as(v, order, flips) for v in volumes(tumor_slices=(2,)))
+
+        cases = [Case(f"p{n}", load) for n in range(2)]
+        export_slices(cases, tmp_path / name, formats=("yolo",), seed=1, negatives=1.0)
+        return {
+            p.relative_to(tmp_path / name).as_posix(): p.read_bytes()
+            for p in sorted((tmp_path / name).rglob("*"))
+            if p.suffix in (".png", ".txt")
+        }
+
+    plain = exported("plain", (0, 1, 2), (False, False, False))
+    assert any(name.endswith("_0002.txt") and data for name, data in plain.items())
+    assert exported("ras", (0, 1, 2), (True, True, False)) == plain
+    assert exported("sagittal", (2, 0, 1), (False, True, True)) == plain
 
 
 def test_rerun_replaces_a_previous_export(tmp_path):

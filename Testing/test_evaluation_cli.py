@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 from cli_helpers import deepliver
+from geometry_helpers import stored_as
 from scipy import ndimage
 from store_helpers import phantom_series
 
@@ -91,6 +92,22 @@ def test_two_files_are_one_case_whatever_their_names(tmp_path, phantom):
     assert evaluation.unmatched == {"prediction only": [], "truth only": []}
     with pytest.raises(DeepLiverError, match="no case of"):  # folders still pair by name
         evaluate_paths(predicted.parent, tmp_path)
+
+
+def test_lesion_sizes_are_axial_in_a_sagittal_file(tmp_path):
+    """A lesion 16 mm across and 40 mm tall is 10-20 mm, also where the file stores sagittal
+    slices (their planes hold its height)."""
+    grid = Grid((40, 40, 40), (0.0, 0.0, 0.0), (1.0, 1.0, 1.5))
+    k, j, i = np.indices(grid.shape)
+    points = grid.index_to_physical(np.stack([i, j, k], axis=-1)) - grid.center()
+    inside = (points[..., 0] ** 2 + points[..., 1] ** 2) / 8**2 + points[..., 2] ** 2 / 20**2 <= 1
+    labels = Volume(np.where(inside, 2, 1).astype(np.uint8), grid)
+    sagittal = stored_as(labels, (2, 0, 1), (False, False, False))
+    write_image(sagittal, tmp_path / "truth.nii.gz")
+    write_image(sagittal, tmp_path / "prediction.nii.gz")
+    evaluation = evaluate_paths(tmp_path / "prediction.nii.gz", tmp_path / "truth.nii.gz")
+    found = {(r["rule"], r["size_class"]): r["tp"] for r in evaluation.lesion_rows}
+    assert found["lits", "10-20 mm"] == 1 and found["lits", ">20 mm"] == 0
 
 
 def test_dicom_seg_pairs_with_a_store_series_by_series_uid(tmp_path):

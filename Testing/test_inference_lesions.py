@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 from conftest import rotation
+from geometry_helpers import stored_as
 from scipy import ndimage
 
 from deepliver.annotation.segmentation import lesion_labels, lesion_masks
@@ -133,6 +134,25 @@ def test_each_lesion_carries_the_models_mean_probability(phantom, tmp_path):
     shifted = Volume(probability, moved)
     with pytest.raises(ValueError, match="tumor probability"):
         lesion_table(labels, ct, shifted)
+
+
+@pytest.mark.parametrize(
+    "order, flips", [((0, 1, 2), (True, True, False)), ((2, 0, 1), (False, True, True))]
+)
+def test_the_axial_diameter_is_axial_whatever_the_storage(order, flips):
+    """A lesion 16 mm across and 40 mm tall: 16 mm, whether the file stores axial slices (RAS)
+    or sagittal ones, where the slices' own planes hold its height."""
+    grid = Grid((40, 40, 40), (0.0, 0.0, 0.0), (1.0, 1.0, 1.5))
+    k, j, i = np.indices(grid.shape)
+    points = grid.index_to_physical(np.stack([i, j, k], axis=-1)) - grid.center()
+    inside = (points[..., 0] ** 2 + points[..., 1] ** 2) / 8**2 + points[..., 2] ** 2 / 20**2 <= 1
+    labels = Volume(np.where(inside, 2, 1).astype(np.uint8), grid)
+    ct = Volume(np.zeros(grid.shape, np.int16), grid)
+    (plain,) = lesion_table(labels, ct)
+    (stored,) = lesion_table(stored_as(labels, order, flips), stored_as(ct, order, flips))
+    assert abs(plain.longest_axial_diameter_mm - 16.0) <= 1.0
+    assert stored.longest_axial_diameter_mm == pytest.approx(plain.longest_axial_diameter_mm)
+    assert stored.volume_ml == pytest.approx(plain.volume_ml)
 
 
 def test_longest_diameter_of_a_rectangle_and_a_line():

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pydicom
 import pytest
+from geometry_helpers import stored_as
 from PIL import Image
 
 from deepliver.errors import DeepLiverError
@@ -139,6 +140,21 @@ def test_overview_slices_show_tumor_and_the_liver_middle(dicom_phantom, tmp_path
     path = write_overview(ct, labels, tmp_path / "one.png", n_slices=2)
     with Image.open(path) as image:
         assert image.width >= 2 * 200
+
+
+@pytest.mark.parametrize(
+    "order, flips", [((0, 1, 2), (True, True, False)), ((2, 0, 1), (False, True, True))]
+)
+def test_overview_is_axial_and_radiological_whatever_the_storage(
+    dicom_phantom, tmp_path, order, flips
+):
+    """A RAS file or a sagittal one gives the overview of the DICOM series, pixel for pixel."""
+    ct, labels, _, _ = dicom_phantom
+    plain = write_overview(ct, labels, tmp_path / "plain.png")
+    stored = stored_as(ct, order, flips), stored_as(labels, order, flips)
+    other = write_overview(*stored, tmp_path / "stored.png")
+    with Image.open(plain) as a, Image.open(other) as b:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_a_refused_dicom_seg_leaves_a_former_runs_files_as_they_were(dicom_phantom, tmp_path):

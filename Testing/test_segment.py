@@ -7,6 +7,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from geometry_helpers import stored_as
 
 from deepliver.cli import main
 from deepliver.io.dicom_read import read_series
@@ -81,6 +82,26 @@ def test_real_series_get_a_dicom_seg_or_a_reason_before_any_work(tmp_path, real_
     assert segment(siemens, "-o", tmp_path / "siemens", "--dicom-seg") == 1
     assert "--dicom-seg cannot be met" in capsys.readouterr().err
     assert not (tmp_path / "siemens").exists()
+
+
+STORAGES = {  # (old axis for new i, j, k), which new axes run backwards
+    "RAS, as NIfTI tools write it": ((0, 1, 2), (True, True, False)),
+    "sagittal, slices head first": ((2, 0, 1), (False, True, True)),
+}
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_the_storage_of_a_file_does_not_change_the_labels(tmp_path, held_out, storage):
+    order, flips = STORAGES[storage]
+    folder, phantom = held_out
+    write_image(stored_as(phantom.ct, order, flips), tmp_path / "stored.nii.gz")
+    assert segment(tmp_path / "stored.nii.gz", "-o", tmp_path / "stored") == 0
+    assert segment(folder / "ct.nii.gz", "-o", tmp_path / "plain") == 0
+    stored = read_image(tmp_path / "stored" / "labels.nii.gz")
+    plain = read_image(tmp_path / "plain" / "labels.nii.gz")
+    back = stored.resampled_onto(plain.grid, label=True)  # the same voxel centres
+    assert dice(plain.array > 0, phantom.labels.array > 0) >= 0.9 and (plain.array == 2).any()
+    assert (back.array != plain.array).mean() <= 1e-4, storage
 
 
 def test_a_series_that_is_not_ct_is_refused_unless_forced(tmp_path, held_out, capsys):

@@ -13,6 +13,7 @@ The only LPS <-> RAS flip lives in :meth:`Grid.ijk_to_ras` / :meth:`Grid.from_ij
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -133,6 +134,32 @@ class Grid:
         box = box.clipped(self.shape)
         start_ijk = np.array(box.start[::-1], dtype=np.float64)
         return Grid(box.shape, self.index_to_physical(start_ijk), self.spacing, self.direction)
+
+    def patient_axes(self) -> tuple[int, int, int]:
+        """The axis (0 = i, 1 = j, 2 = k) nearest to L, to P and to S."""
+        return max(
+            itertools.permutations(range(3)),
+            key=lambda order: sum(abs(self.direction[a, c]) for a, c in enumerate(order)),
+        )
+
+    def patient_ordered(self) -> Grid:
+        """The same voxels, the axes relabelled so that i runs nearest to L, j to P and k to S.
+
+        The phantoms every model learnt from lie that way; a NIfTI stored RAS, slices stored
+        head first or a sagittal series would otherwise show a model a mirrored or turned body.
+        Oblique axes stay oblique.
+        """
+        size_ijk = self.size_ijk
+        origin, axes = self.origin.copy(), []
+        for a, c in enumerate(self.patient_axes()):
+            axis = self.direction[:, c]
+            if axis[a] < 0:  # runs backwards: index 0 moves to the far end
+                origin = origin + axis * self.spacing[c] * (size_ijk[c] - 1)
+                axis = -axis
+            axes.append(axis)
+        size = [size_ijk[c] for c in self.patient_axes()]
+        spacing = [self.spacing[c] for c in self.patient_axes()]
+        return Grid((size[2], size[1], size[0]), origin, spacing, np.column_stack(axes))
 
     def with_spacing(self, spacing) -> Grid:
         """A grid over the same box of space (outer voxel corners kept) at another spacing."""
@@ -284,8 +311,15 @@ class Volume:
 
     # --- resampling --------------------------------------------------------------------
 
+    def patient_ordered(self) -> Volume:
+        """The same voxels stored in patient order (:meth:`Grid.patient_ordered`): the array is
+        a transposed, flipped view, nothing is resampled."""
+        return Volume(patient_view(self.array, self.grid), self.grid.patient_ordered())
+
     def resampled_to_spacing(self, spacing, label: bool = False) -> Volume:
-        return self.resampled_onto(self.grid.with_spacing(spacing), label=label)
+        """This volume on the grid a model sees: over the same box, at ``spacing``, its axes in
+        patient order (:meth:`Grid.patient_ordered`)."""
+        return self.resampled_onto(self.grid.patient_ordered().with_spacing(spacing), label=label)
 
     def resampled_onto(
         self, grid: Grid, label: bool = False, fill=None, extrapolate: bool = False
@@ -316,6 +350,15 @@ class Volume:
             extrapolate,
         )
         return Volume(sitk.GetArrayFromImage(resampled), grid)
+
+
+def patient_view(array: np.ndarray, grid: Grid) -> np.ndarray:
+    """A (z, y, x) array on ``grid`` (or a box of it), viewed in patient order: axial slices
+    first, then rows from the front, then columns from the right (:meth:`Grid.patient_ordered`)."""
+    order = grid.patient_axes()
+    view = np.transpose(array, [2 - order[2], 2 - order[1], 2 - order[0]])
+    backwards = [grid.direction[a, c] < 0 for a, c in enumerate(order)]
+    return view[tuple(slice(None, None, -1 if b else 1) for b in backwards[::-1])]
 
 
 def flip_lps_ras(points) -> np.ndarray:

@@ -208,12 +208,13 @@ def _chosen_slices(flags: dict[str, dict], negatives: float, seed: int) -> dict[
 
 
 def _load(case: Case) -> tuple[np.ndarray, np.ndarray]:
+    """(HU, labels) in patient order: axial slices, radiological view, whatever the storage."""
     ct, labels = case.load()
     if ct.array.shape != labels.array.shape:
         raise DeepLiverError(
             f"case {case.name}: labels {labels.array.shape} and CT {ct.array.shape} differ in shape"
         )
-    return ct.array, np.asarray(labels.array)
+    return ct.patient_ordered().array, np.asarray(labels.patient_ordered().array)
 
 
 def _write_case(case: Case, slices: list[int], split: str, out: Path, settings: dict) -> list:

@@ -2,10 +2,11 @@
 tumor mask its boxes imply (so a detector can be set beside the U-Nets on Dice, as the seed
 project did, clearly labelled as box-derived).
 
-Per slice: on each slice of the truth's grid, the true boxes are the tumor components' boxes
-(OpenCV contours) and the predicted boxes are the 3D boxes cut by that slice; matched one to one
-at IoU >= 0.5. Per lesion: 3D boxes against the true lesions' boxes in LPS millimetres, matched
-one to one at IoU >= 0.5 (:func:`deepliver.detection.metrics.match_lesions`).
+Per slice: on each axial slice of the truth's grid (in patient order), the true boxes are the
+tumor components' boxes (OpenCV contours) and the predicted boxes are the 3D boxes cut by that
+slice; matched one to one at IoU >= 0.5. Per lesion: 3D boxes against the true lesions' boxes
+in LPS millimetres, matched one to one at IoU >= 0.5
+(:func:`deepliver.detection.metrics.match_lesions`).
 """
 
 from __future__ import annotations
@@ -57,7 +58,12 @@ def box_rows(model: str, case: str, detections, truth: Volume, ct: Volume) -> li
     found, false_positives = match_lesions(found_3d.reshape(-1, 6), true_3d, BOX_IOU)
     lesion = {"tp": int(found.sum()), "fp": false_positives, "fn": int((~found).sum())}
     return [
-        {"model": model, "case": case, "level": "slice", **_slice_counts(detections, truth)},
+        {
+            "model": model,
+            "case": case,
+            "level": "slice",
+            **_slice_counts(detections, truth.patient_ordered()),  # axial slices
+        },
         {"model": model, "case": case, "level": "lesion", **lesion},
     ]
 

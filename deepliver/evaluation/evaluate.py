@@ -50,6 +50,9 @@ def score_case(
     tolerance_mm: float = 2.0,
 ) -> tuple[list[dict], list[dict], object]:
     """Rows, lesion rows and the overlay snapshot of one case (labels on the same grid)."""
+    # Axial slices first, whatever the files' storage: lesion sizes are axial diameters.
+    prediction, truth = prediction.patient_ordered(), truth.patient_ordered()
+    ct = None if ct is None else ct.patient_ordered()
     spacing = truth.grid.spacing[::-1]
     rows = []
     for structure, values in STRUCTURES.items():

@@ -81,7 +81,8 @@ def size_class(diameter_mm: float) -> str:
 
 
 def lesion_detection(prediction: np.ndarray, truth: np.ndarray, spacing_zyx) -> list[LesionCounts]:
-    """Counts per rule (RULES order), each "all" then every size class (SIZE_CLASSES order)."""
+    """Counts per rule (RULES order), each "all" then every size class (SIZE_CLASSES order).
+    The masks are in patient order (axial slices first: :meth:`Volume.patient_ordered`)."""
     prediction = np.asarray(prediction) != 0
     truth = np.asarray(truth) != 0
     if prediction.shape != truth.shape:

@@ -22,7 +22,7 @@ from scipy.spatial import ConvexHull, QhullError
 from deepliver.annotation.segmentation import lesion_labels
 from deepliver.annotation.structures import LIVER, TUMOR
 from deepliver.io.atomic import write_atomically
-from deepliver.volume import Grid, Volume
+from deepliver.volume import Grid, Volume, patient_view
 
 LESIONS_CSV = "lesions.csv"
 LESIONS_JSON = "lesions.json"
@@ -62,6 +62,7 @@ def lesion_table(
     if box is None:
         return []
     voxel_ml = float(np.prod(grid.spacing)) / 1000.0
+    axial_spacing = grid.patient_ordered().spacing  # diameters lie in axial planes
     ct_crop = ct.array[box.slices]
     probability = None if tumor_probability is None else tumor_probability.array[box.slices]
     lesions = []
@@ -75,7 +76,9 @@ def lesion_table(
             Lesion(
                 id=number,
                 volume_ml=len(kji) * voxel_ml,
-                longest_axial_diameter_mm=longest_axial_diameter(mask, grid.spacing),
+                longest_axial_diameter_mm=longest_axial_diameter(
+                    patient_view(mask, grid), axial_spacing
+                ),
                 mean_hu=float(ct_crop[where][mask].mean(dtype=np.float64)),
                 centroid_lps=_triple(grid.index_to_physical(ijk.mean(axis=0))),
                 box_min_lps=_triple(low),
@@ -99,7 +102,8 @@ def _corner_box(grid: Grid, ijk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def longest_axial_diameter(mask: np.ndarray, spacing_xyz) -> float:
-    """Longest distance (mm) between two boundary points of the mask within one slice.
+    """Longest distance (mm) between two boundary points of the mask within one axial slice
+    (a (z, y, x) mask in patient order: :func:`deepliver.volume.patient_view`).
 
     Boundary points are the midpoints of voxel edges between the lesion and the outside, where
     a contour (marching squares) would cross, so a disc of diameter d measures d to within a

@@ -1,12 +1,12 @@
 """A PNG a person can glance at to judge a result: a few slices with liver and tumor outlines.
 
 Panels show the slices with the most tumor and the liver's middle slice, in a soft-tissue
-window (W 400 / L 40), each labelled with its slice number and position. Slices are drawn from
-the array as stored: row j downwards, column i to the right. For the usual axial LPS grid
-(identity direction, or any grid whose i runs to the patient's left and j to the back) that is
-the radiological view, the patient's right on the image's left and anterior up. Other grids are
-not flipped; the letters on the panel's left and top edges name the patient directions that
-lie there, so no view is ever ambiguous.
+window (W 400 / L 40), each labelled with its slice number and position. The volume is first
+viewed in patient order (:meth:`deepliver.volume.Volume.patient_ordered`, no resampling), so
+panels are axial slices in the radiological view, the patient's right on the image's left and
+anterior up, whatever order the file stored (RAS, head first, sagittal); slice numbers count
+from the feet. An oblique grid stays oblique; the letters on the panel's left and top edges
+name the patient directions that lie there, so no view is ever ambiguous.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def choose_slices(labels: np.ndarray, grid: Grid, n_slices: int = 4) -> list[int
 def write_overview(ct: Volume, labels: Volume, path: Path, n_slices: int = 4) -> Path:
     """Write the overview PNG of ``labels`` (0/1/2) over ``ct`` to ``path``, atomically."""
     ct.require_same_grid(labels)
+    ct, labels = ct.patient_ordered(), labels.patient_ordered()
     grid = labels.grid
     slices = choose_slices(labels.array, grid, n_slices)
     panels = [_panel(ct.array[k], labels.array[k], grid, k) for k in slices]

@@ -43,8 +43,9 @@ TUMOR_CROP_MARGIN_MM = 15.0
 BOX_STAGES = ("liver-fine", "tumor", "detection")  # cached as the liver's box, not the volume
 LIVER_STAGES = ("liver", "liver-fine")  # whose target is the liver (tumor included)
 # 2: tumor cases blanked beyond the liver (postprocess.liver_only); 3: tumor cases also keep the
-# image before that gate and the distance to the liver
-CACHE_VERSION = 3
+# image before that gate and the distance to the liver; 4: axes in patient order whatever the
+# file's storage (Grid.patient_ordered; phantoms were already, a RAS dataset was mirrored)
+CACHE_VERSION = 4
 # Signed distance to the liver surface (mm, > 0 outside) stored as uint8: value - DISTANCE_ZERO.
 DISTANCE_ZERO = 128
 
