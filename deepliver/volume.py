@@ -149,16 +149,16 @@ class Grid:
         head first or a sagittal series would otherwise show a model a mirrored or turned body.
         Oblique axes stay oblique.
         """
-        size_ijk = self.size_ijk
+        order, size_ijk = self.patient_axes(), self.size_ijk
         origin, axes = self.origin.copy(), []
-        for a, c in enumerate(self.patient_axes()):
+        for a, c in enumerate(order):
             axis = self.direction[:, c]
             if axis[a] < 0:  # runs backwards: index 0 moves to the far end
                 origin = origin + axis * self.spacing[c] * (size_ijk[c] - 1)
                 axis = -axis
             axes.append(axis)
-        size = [size_ijk[c] for c in self.patient_axes()]
-        spacing = [self.spacing[c] for c in self.patient_axes()]
+        size = [size_ijk[c] for c in order]
+        spacing = [self.spacing[c] for c in order]
         return Grid((size[2], size[1], size[0]), origin, spacing, np.column_stack(axes))
 
     def with_spacing(self, spacing) -> Grid:
@@ -312,9 +312,10 @@ class Volume:
     # --- resampling --------------------------------------------------------------------
 
     def patient_ordered(self) -> Volume:
-        """The same voxels stored in patient order (:meth:`Grid.patient_ordered`): the array is
-        a transposed, flipped view, nothing is resampled."""
-        return Volume(patient_view(self.array, self.grid), self.grid.patient_ordered())
+        """The same voxels stored in patient order (:meth:`Grid.patient_ordered`), nothing
+        resampled; the array is copied only when the storage was another order."""
+        array = np.ascontiguousarray(patient_view(self.array, self.grid))
+        return Volume(array, self.grid.patient_ordered())
 
     def resampled_to_spacing(self, spacing, label: bool = False) -> Volume:
         """This volume on the grid a model sees: over the same box, at ``spacing``, its axes in
