@@ -60,6 +60,16 @@ def test_clean_liver_removes_a_far_blob_and_fills_a_hole(phantom):
     assert dice(cleaned, truth) > 0.99
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_largest_component_matches_scipy(seed):
+    """Blobs a face apart are apart, blobs touching at an edge too: against ndimage.label."""
+    mask = ~random_blobs((20, 40, 36), seed)  # the background of the blobs: many pieces
+    components, count = ndimage.label(mask, structure=ndimage.generate_binary_structure(3, 1))
+    sizes = np.bincount(components.ravel())[1:]
+    assert count >= 10 and (sizes == sizes.max()).sum() == 1  # one largest, no tie
+    np.testing.assert_array_equal(largest_component(mask), components == 1 + np.argmax(sizes))
+
+
 def test_largest_component_of_nothing_is_nothing():
     empty = np.zeros((4, 5, 6), dtype=np.uint8)
     assert not largest_component(empty).any()

