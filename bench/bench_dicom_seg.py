@@ -1,6 +1,7 @@
 """Time and peak memory of write_dicom_seg for a 512 x 512 x 300 series whose liver holds 30
-lesions (31 segments): now (the masks handed to highdicom as a bool view) against before (the
-masks copied to uint8 first, as the writer did until 2026-11-28), side by side.
+boxes of tumor (some touch, so about 30 segments with the liver): now (the masks handed to
+highdicom as a bool view) against before (the masks copied to uint8 first, as the writer did
+until 2026-11-28), side by side.
 
 Run: python bench/bench_dicom_seg.py [lesions]
 """

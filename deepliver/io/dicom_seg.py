@@ -103,7 +103,7 @@ def _check_identity(identity: SeriesIdentity, source: SourceSeries) -> None:
 
 def _frames(masks: np.ndarray) -> np.ndarray:
     """(segment, z, y, x) masks as highdicom takes them, (frames, rows, columns, segments): a
-    bool view. A uint8 copy took one byte per voxel and segment: 2.4 GB more for 31 segments
+    bool view. A uint8 copy took one byte per voxel and segment: 2.3 GB more for 30 segments
     on 512 x 512 x 300 (``python bench/bench_dicom_seg.py``)."""
     return np.moveaxis(masks, 0, -1)
 
