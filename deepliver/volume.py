@@ -135,12 +135,14 @@ class Grid:
         start_ijk = np.array(box.start[::-1], dtype=np.float64)
         return Grid(box.shape, self.index_to_physical(start_ijk), self.spacing, self.direction)
 
-    def patient_axes(self) -> tuple[int, int, int]:
-        """The axis (0 = i, 1 = j, 2 = k) nearest to L, to P and to S."""
-        return max(
+    def patient_axes(self) -> tuple[tuple[int, bool], ...]:
+        """For L, P and S in turn: the nearest axis (0 = i, 1 = j, 2 = k) and whether it runs
+        the other way."""
+        order = max(
             itertools.permutations(range(3)),
             key=lambda order: sum(abs(self.direction[a, c]) for a, c in enumerate(order)),
         )
+        return tuple((c, bool(self.direction[a, c] < 0)) for a, c in enumerate(order))
 
     def patient_ordered(self) -> Grid:
         """The same voxels, the axes relabelled so that i runs nearest to L, j to P and k to S.
@@ -149,17 +151,17 @@ class Grid:
         head first or a sagittal series would otherwise show a model a mirrored or turned body.
         Oblique axes stay oblique.
         """
-        order, size_ijk = self.patient_axes(), self.size_ijk
-        origin, axes = self.origin.copy(), []
-        for a, c in enumerate(order):
+        axes, size_ijk = self.patient_axes(), self.size_ijk
+        origin, columns = self.origin.copy(), []
+        for c, backwards in axes:
             axis = self.direction[:, c]
-            if axis[a] < 0:  # runs backwards: index 0 moves to the far end
+            if backwards:  # index 0 moves to the far end
                 origin = origin + axis * self.spacing[c] * (size_ijk[c] - 1)
                 axis = -axis
-            axes.append(axis)
-        size = [size_ijk[c] for c in order]
-        spacing = [self.spacing[c] for c in order]
-        return Grid((size[2], size[1], size[0]), origin, spacing, np.column_stack(axes))
+            columns.append(axis)
+        size = [size_ijk[c] for c, _ in axes]
+        spacing = [self.spacing[c] for c, _ in axes]
+        return Grid((size[2], size[1], size[0]), origin, spacing, np.column_stack(columns))
 
     def with_spacing(self, spacing) -> Grid:
         """A grid over the same box of space (outer voxel corners kept) at another spacing."""
@@ -356,10 +358,9 @@ class Volume:
 def patient_view(array: np.ndarray, grid: Grid) -> np.ndarray:
     """A (z, y, x) array on ``grid`` (or a box of it), viewed in patient order: axial slices
     first, then rows from the front, then columns from the right (:meth:`Grid.patient_ordered`)."""
-    order = grid.patient_axes()
-    view = np.transpose(array, [2 - order[2], 2 - order[1], 2 - order[0]])
-    backwards = [grid.direction[a, c] < 0 for a, c in enumerate(order)]
-    return view[tuple(slice(None, None, -1 if b else 1) for b in backwards[::-1])]
+    axes = grid.patient_axes()[::-1]  # S, P, L: the array's axis order
+    view = np.transpose(array, [2 - c for c, _ in axes])
+    return view[tuple(slice(None, None, -1 if backwards else 1) for _, backwards in axes)]
 
 
 def flip_lps_ras(points) -> np.ndarray:
